@@ -1,0 +1,34 @@
+"""CPU kernels (Numba).  The interface every device's kernel module provides:
+
+    im2col(x, kernel, stride, padding, dilation, out_hw) -> cols (C*kh*kw, N*Ho*Wo)
+    col2im(cols, x_shape, kernel, stride, padding, dilation, out_hw) -> x
+    batch_norm_forward(x3, gamma, beta, eps) -> y3, mean, var, invstd   (x3: (N, C, L))
+    batch_norm_backward(g3, x3, mean, invstd, gamma) -> dx3, dgamma, dbeta
+    max_pool2d_forward(x, kernel, stride, padding, out_hw) -> out, argmax
+    max_pool2d_backward(g, argmax, x_shape) -> dx
+    avg_pool2d_forward(x, kernel, stride, padding, out_hw, count_include_pad) -> out
+    avg_pool2d_backward(g, x_shape, kernel, stride, padding, count_include_pad) -> dx
+
+kernel/stride/padding/dilation/out_hw are (h, w) pairs; im2col and col2im take an optional
+``out=`` array to write into.  CONV_WORKSPACE_BYTES bounds the columns of one chunk of
+images in conv2d (small on the CPU so that they stay in cache).
+"""
+import os
+
+import numba
+
+# Numba's OpenMP layer keeps its threads spinning after each parallel kernel,
+# stealing the cores from the conv threads and BLAS that run next (a ResNet-20
+# step measured ~15% slower).  The workqueue layer parks its threads instead.
+# An explicit NUMBA_THREADING_LAYER still wins.
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    numba.config.THREADING_LAYER = "workqueue"
+
+CONV_WORKSPACE_BYTES = 4 << 20   # one chunk's columns: stays in L2/L3
+
+from .batchnorm import batch_norm_backward, batch_norm_forward
+from .columns import col2im, im2col
+from .pooling import avg_pool2d_backward, avg_pool2d_forward, max_pool2d_backward, max_pool2d_forward
+
+__all__ = ["im2col", "col2im", "batch_norm_forward", "batch_norm_backward",
+           "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward"]

@@ -1,0 +1,174 @@
+"""The backend seam: where arrays live and which kernels run on them.
+
+Every op in minires is written once against ``xp`` -- NumPy on the CPU, CuPy on
+the GPU -- chosen from the data it is given.  Only the kernels (im2col, col2im,
+batchnorm, pooling, ...) differ per device; ``kernels_for`` hands an op the
+right set.  Both kernel modules expose the same functions with the same
+signatures (see ``kernels/cpu/__init__.py``).
+
+CuPy is optional: it is imported only when a CuPy array or the GPU is asked
+for, so ``import minires`` works without it.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+CPU = "cpu"
+CUDA = "cuda"
+
+_INSTALL_HINT = (
+    "the GPU backend needs CuPy, which is not installed. Install the wheel that "
+    "matches your CUDA toolkit: pip install 'minires[cuda12]' (CUDA 12.x) or "
+    "pip install 'minires[cuda13]' (CUDA 13.x)"
+)
+
+
+def _cupy_or_none():
+    try:
+        return importlib.import_module("cupy")
+    except ImportError:
+        return None
+
+
+def cupy_module():
+    """The cupy module, or a clear error saying how to install it."""
+    cp = _cupy_or_none()
+    if cp is None:
+        raise RuntimeError("minires: " + _INSTALL_HINT)
+    return cp
+
+
+def cuda_is_available() -> bool:
+    """True when CuPy is installed and sees at least one CUDA device."""
+    cp = _cupy_or_none()
+    if cp is None:
+        return False
+    try:
+        return cp.cuda.runtime.getDeviceCount() > 0
+    except Exception:  # no driver, no device: CuPy raises its own error types
+        return False
+
+
+def is_cupy_array(a) -> bool:
+    return type(a).__module__.split(".")[0] == "cupy"
+
+
+def get_array_module(*arrays):
+    """numpy or cupy, from the arrays given (NumPy for anything that is not CuPy)."""
+    for a in arrays:
+        if is_cupy_array(a):
+            return cupy_module()
+    return np
+
+
+def device_of(a) -> str:
+    return CUDA if is_cupy_array(a) else CPU
+
+
+def normalize_device(device) -> str:
+    """Accept 'cpu', 'cuda', 'cuda:0', 'gpu' (an alias of cuda)."""
+    name = str(device).lower()
+    if name == CPU:
+        return CPU
+    if name in ("cuda", "gpu", "cuda:0"):
+        return CUDA
+    raise ValueError(f"unknown device {device!r}: expected 'cpu' or 'cuda' (alias 'gpu')")
+
+
+def xp_for_device(device):
+    return cupy_module() if normalize_device(device) == CUDA else np
+
+
+def to_device(a, device):
+    """Copy an array to the device (no copy when it is already there)."""
+    device = normalize_device(device)
+    if device == device_of(a):
+        return a
+    if device == CPU:
+        return a.get()
+    cp = cupy_module()
+    if not cuda_is_available():
+        raise RuntimeError("minires: CuPy is installed but sees no CUDA device")
+    return cp.asarray(a)
+
+
+def to_numpy(a):
+    return a.get() if is_cupy_array(a) else np.asarray(a)
+
+
+def kernels_for(xp):
+    """The kernel module for the array module: minires.kernels.cpu or .cuda."""
+    if xp is np:
+        from .kernels import cpu
+        return cpu
+    from .kernels import cuda
+    return cuda
+
+
+def scatter_add(xp, target, index, values):
+    """target[index] += values, summing duplicates (np.add.at / cupyx.scatter_add)."""
+    if xp is np:
+        np.add.at(target, index, values)
+    else:
+        importlib.import_module("cupyx").scatter_add(target, index, values)
+
+
+# ---------------------------------------------------------------- CPU threads
+# On the CPU, minires owns the parallelism: conv2d splits the batch into
+# chunks and runs one chunk per core at a time (im2col + a GEMM on columns that
+# stay in cache).  BLAS is held to one thread meanwhile -- two thread pools on
+# the same cores (BLAS's spinning workers and ours) made a ResNet-20 step 5x
+# slower when measured (docs/benchmarks.md).
+_threads = None
+_pool = None
+_blas_controller = None
+
+
+def num_threads() -> int:
+    if _threads is not None:
+        return _threads
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:              # not on Linux
+        return os.cpu_count() or 1
+
+
+def set_num_threads(n: int):
+    """How many CPU threads minires's kernels use (default: the cores this process may use)."""
+    global _threads, _pool
+    if n < 1:
+        raise ValueError(f"set_num_threads: need n >= 1, got {n}")
+    _threads = int(n)
+    if _pool is not None:
+        _pool.shutdown()
+        _pool = None
+
+
+def _single_threaded_blas():
+    global _blas_controller
+    if _blas_controller is None:
+        from threadpoolctl import ThreadpoolController
+        _blas_controller = ThreadpoolController()
+    return _blas_controller.limit(limits=1, user_api="blas")
+
+
+def parallel_for(xp, worker, items):
+    """Run ``worker(share)`` over interleaved shares of ``items``; a list of the results.
+
+    CPU: one share per thread, with single-threaded BLAS inside.  GPU (or a
+    single item): one call on all items -- the device is parallel already.
+    """
+    global _pool
+    items = list(items)
+    threads = min(num_threads(), len(items))
+    if xp is not np or threads <= 1:
+        return [worker(items)]
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=num_threads(), thread_name_prefix="minires")
+    shares = [items[k::threads] for k in range(threads)]
+    with _single_threaded_blas():
+        return list(_pool.map(worker, shares))

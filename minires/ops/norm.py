@@ -1,0 +1,78 @@
+"""Batch normalisation (PyTorch's conventions: eps 1e-5, momentum 0.1, unbiased running variance)."""
+from __future__ import annotations
+
+from .. import backend
+from ..tensor import Tensor
+from ._util import check_same_device, check_same_dtype, check_tensor, shape_str
+
+
+def batch_norm(x, running_mean, running_var, weight=None, bias=None,
+               training=False, momentum=0.1, eps=1e-5):
+    """Normalise each channel (dim 1) of x: (N, C), (N, C, L) or (N, C, H, W).
+
+    training=True: batch statistics; running_mean/running_var (when given) are
+    updated in place with ``momentum``, the variance unbiased (÷ M-1).
+    training=False: the running statistics.
+    """
+    op = "batch_norm"
+    check_tensor(op, "input", x)
+    if x.ndim < 2:
+        raise ValueError(f"{op}: expected input of shape (N, C, ...), got {shape_str(x.shape)}")
+    n, c = x.shape[:2]
+    params = [t for t in (weight, bias) if t is not None]
+    stats = [t for t in (running_mean, running_var) if t is not None]
+    for name, t in (("weight", weight), ("bias", bias),
+                    ("running_mean", running_mean), ("running_var", running_var)):
+        if t is not None and t.shape != (c,):
+            raise ValueError(f"{op}: {name} has shape {shape_str(t.shape)}, expected ({c},) "
+                             f"for input {shape_str(x.shape)}")
+    check_same_device(op, x, *params, *stats)
+    check_same_dtype(op, x, *params)
+    if len(stats) == 1:
+        raise ValueError(f"{op}: pass both running_mean and running_var, or neither")
+    if not training and not stats:
+        raise ValueError(f"{op}: evaluation mode (training=False) needs running_mean and running_var")
+
+    xp, K = x.xp, backend.kernels_for(x.xp)
+    gamma = weight.data if weight is not None else xp.ones(c, dtype=x.dtype)
+    beta = bias.data if bias is not None else xp.zeros(c, dtype=x.dtype)
+    x3 = x.data.reshape(n, c, -1)
+    count = x3.shape[0] * x3.shape[2]
+    parents = (x, *params)
+
+    if training:
+        if count <= 1:
+            raise ValueError(f"{op}: expected more than 1 value per channel when training, "
+                             f"got input of shape {shape_str(x.shape)}")
+        y3, mean, var, invstd = K.batch_norm_forward(x3, gamma, beta, eps)
+        if stats:
+            with_unbiased = var * (count / (count - 1))
+            running_mean.data[...] = (1 - momentum) * running_mean.data + momentum * mean
+            running_var.data[...] = (1 - momentum) * running_var.data + momentum * with_unbiased
+
+        def backward(g):
+            dx, dgamma, dbeta = K.batch_norm_backward(g.reshape(x3.shape), x3, mean, invstd, gamma)
+            return _select(x, weight, bias, dx.reshape(x.shape), dgamma, dbeta)
+        return Tensor.from_op(y3.reshape(x.shape), parents, backward, "batch_norm")
+
+    mean = running_mean.data.astype(x.dtype)          # copies: later updates
+    invstd = 1.0 / xp.sqrt(running_var.data.astype(x.dtype) + eps)   # must not leak in
+    scale = gamma * invstd
+    y3 = x3 * scale[:, None] + (beta - mean * scale)[:, None]
+
+    def backward_eval(g):
+        g3 = g.reshape(x3.shape)
+        xhat = (x3 - mean[:, None]) * invstd[:, None]
+        return _select(x, weight, bias, (g3 * scale[:, None]).reshape(x.shape),
+                       (g3 * xhat).sum(axis=(0, 2)), g3.sum(axis=(0, 2)))
+    return Tensor.from_op(y3.reshape(x.shape), parents, backward_eval, "batch_norm")
+
+
+def _select(x, weight, bias, dx, dgamma, dbeta):
+    """Gradients in the order of the op's parents (x, [weight], [bias])."""
+    grads = (dx if x.requires_grad else None,)
+    if weight is not None:
+        grads += (dgamma.astype(weight.dtype, copy=False),)
+    if bias is not None:
+        grads += (dbeta.astype(bias.dtype, copy=False),)
+    return grads

@@ -1,0 +1,100 @@
+"""SGD with momentum, weight decay and Nesterov, with PyTorch's update rule:
+
+    g = grad + weight_decay * p
+    b = g (first step)  or  momentum * b + (1 - dampening) * g
+    g = g + momentum * b  (nesterov)  or  b
+    p = p - lr * g
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import backend
+from ..autograd import no_grad
+
+
+class Optimizer:
+    """Parameter groups (dicts with 'params' and hyper-parameters) and per-parameter state."""
+
+    def __init__(self, params, defaults):
+        params = list(params)
+        if not params:
+            raise ValueError(f"{type(self).__name__}: got an empty parameter list")
+        groups = params if isinstance(params[0], dict) else [{"params": params}]
+        self.defaults = defaults
+        self.param_groups = []
+        for group in groups:
+            group = {**defaults, **group, "params": list(group["params"])}
+            for p in group["params"]:
+                if not p.requires_grad:
+                    raise ValueError(f"{type(self).__name__}: a parameter of shape {p.shape} "
+                                     f"does not require grad")
+            self.param_groups.append(group)
+        self.state = {}             # id(param) -> dict of arrays
+
+    def zero_grad(self):
+        for group in self.param_groups:
+            for p in group["params"]:
+                p.grad = None
+
+    def _params(self):
+        return [p for g in self.param_groups for p in g["params"]]
+
+    def state_dict(self):
+        """Hyper-parameters per group and per-parameter state as NumPy arrays (by position)."""
+        params = self._params()
+        return {
+            "groups": [{k: v for k, v in g.items() if k != "params"} for g in self.param_groups],
+            "state": {i: {k: backend.to_numpy(v).copy() for k, v in self.state[id(p)].items()}
+                      for i, p in enumerate(params) if id(p) in self.state},
+        }
+
+    def load_state_dict(self, state):
+        if len(state["groups"]) != len(self.param_groups):
+            raise ValueError(f"load_state_dict: {len(state['groups'])} parameter groups saved, "
+                             f"{len(self.param_groups)} in this optimizer")
+        params = self._params()
+        for i, entry in state["state"].items():
+            p = params[int(i)]
+            for k, v in entry.items():
+                if tuple(v.shape) != tuple(p.shape):
+                    raise ValueError(f"load_state_dict: state {k!r} of parameter {i} has shape "
+                                     f"{tuple(v.shape)}, the parameter {tuple(p.shape)}")
+        for group, saved in zip(self.param_groups, state["groups"]):
+            group.update(saved)
+        self.state = {id(params[int(i)]): {k: backend.to_device(np.asarray(v, dtype=params[int(i)].dtype),
+                                                                 params[int(i)].device)
+                                           for k, v in entry.items()}
+                      for i, entry in state["state"].items()}
+
+
+class SGD(Optimizer):
+    def __init__(self, params, lr, momentum=0.0, weight_decay=0.0, nesterov=False, dampening=0.0):
+        if lr < 0 or momentum < 0 or weight_decay < 0:
+            raise ValueError(f"SGD: lr, momentum and weight_decay must be >= 0, "
+                             f"got {lr}, {momentum}, {weight_decay}")
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError("SGD: Nesterov momentum needs momentum > 0 and dampening 0")
+        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay,
+                                      nesterov=nesterov, dampening=dampening))
+
+    def step(self):
+        with no_grad():
+            for group in self.param_groups:
+                lr, mom, wd = group["lr"], group["momentum"], group["weight_decay"]
+                for p in group["params"]:
+                    if p.grad is None:
+                        continue
+                    g = p.grad.data
+                    if wd:
+                        g = g + wd * p.data
+                    if mom:
+                        state = self.state.setdefault(id(p), {})
+                        buf = state.get("momentum_buffer")
+                        if buf is None:
+                            buf = state["momentum_buffer"] = g.copy()
+                        else:
+                            buf *= mom
+                            buf += (1 - group["dampening"]) * g
+                        g = g + mom * buf if group["nesterov"] else buf
+                    p.data -= lr * g
