@@ -20,6 +20,7 @@ class Module:
         object.__setattr__(self, "_buffers", OrderedDict())
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "training", True)
+        object.__setattr__(self, "_forward_hooks", [])
 
     # ------------------------------------------------------------ registration
     def __setattr__(self, name, value):
@@ -207,7 +208,18 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} must define forward()")
 
     def __call__(self, *args, **kwargs):
-        return self.forward(*args, **kwargs)
+        out = self.forward(*args, **kwargs)
+        for hook in self._forward_hooks:
+            replaced = hook(self, args, out)
+            if replaced is not None:
+                out = replaced
+        return out
+
+    def register_forward_hook(self, fn):
+        """Call ``fn(module, inputs, output)`` after every forward (summary, demos);
+        a non-None return value replaces the output.  Returns a handle with remove()."""
+        self._forward_hooks.append(fn)
+        return _Handle(self._forward_hooks, fn)
 
     def extra_repr(self):
         return ""
@@ -221,6 +233,15 @@ class Module:
             body = repr(m).replace("\n", "\n  ")
             lines.append(f"  ({k}): {body}")
         return "\n".join(lines) + "\n)"
+
+
+class _Handle:
+    def __init__(self, hooks, fn):
+        self._hooks, self._fn = hooks, fn
+
+    def remove(self):
+        if self._fn in self._hooks:
+            self._hooks.remove(self._fn)
 
 
 class Sequential(Module):
