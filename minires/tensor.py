@@ -265,7 +265,7 @@ def tensor(data, requires_grad=False, dtype=None, device=None):
     if isinstance(data, Tensor):
         data = data.data
     dtype = _resolve_dtype(dtype)
-    if isinstance(data, np.ndarray) or backend.is_cupy_array(data):
+    if isinstance(data, (np.ndarray, np.generic)) or backend.is_cupy_array(data):
         xp = backend.get_array_module(data)
         array = xp.array(data, dtype=dtype, copy=True)
     else:

@@ -35,10 +35,10 @@ def matmul(a, b):
         A = a.data[None, :] if a.ndim == 1 else a.data
         B = b.data[:, None] if b.ndim == 1 else b.data
         G = g
+        if b.ndim == 1:              # restore the dims matmul dropped: b's column first
+            G = G[..., None]
         if a.ndim == 1:
             G = G[..., None, :]
-        if b.ndim == 1:
-            G = G[..., None]
         ga = gb = None
         if a.requires_grad:
             ga = unbroadcast(xp.matmul(G, _swap(B)), A.shape).reshape(a.shape)

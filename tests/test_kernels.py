@@ -1,0 +1,152 @@
+"""Kernels against slow, obviously-correct references, through the one kernel interface
+(CPU: Numba; GPU, mirrored: CUDA).  Odd shapes on purpose."""
+import numpy as np
+import pytest
+
+from minires import backend
+
+
+def kernels(device):
+    return backend.kernels_for(backend.xp_for_device(device))
+
+
+def dev(a, device):
+    return backend.to_device(np.ascontiguousarray(a), device)
+
+
+def naive_im2col(x, kernel, stride, padding, dilation, out_hw):
+    n, c, h, w = x.shape
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw), (ho, wo) = kernel, stride, padding, dilation, out_hw
+    cols = np.zeros((c * kh * kw, n * ho * wo), x.dtype)
+    for ci in range(c):
+        for i in range(kh):
+            for j in range(kw):
+                for b in range(n):
+                    for oh in range(ho):
+                        for ow in range(wo):
+                            ih, iw = oh * sh - ph + i * dh, ow * sw - pw + j * dw
+                            if 0 <= ih < h and 0 <= iw < w:
+                                cols[(ci * kh + i) * kw + j, (b * ho + oh) * wo + ow] = x[b, ci, ih, iw]
+    return cols
+
+
+GEOMETRIES = [  # x shape, kernel, stride, padding, dilation
+    ((2, 3, 5, 5), (3, 3), (1, 1), (1, 1), (1, 1)),
+    ((2, 3, 7, 6), (3, 3), (2, 2), (1, 1), (1, 1)),
+    ((1, 2, 9, 7), (5, 3), (3, 2), (2, 0), (1, 1)),
+    ((3, 1, 8, 8), (3, 3), (1, 1), (2, 2), (2, 2)),
+    ((2, 4, 7, 7), (1, 1), (2, 2), (0, 0), (1, 1)),
+    ((1, 3, 4, 6), (4, 6), (1, 1), (0, 0), (1, 1)),      # kernel == input
+]
+
+
+def out_hw(shape, kernel, stride, padding, dilation):
+    return tuple((shape[2 + a] + 2 * padding[a] - dilation[a] * (kernel[a] - 1) - 1) // stride[a] + 1
+                 for a in (0, 1))
+
+
+@pytest.mark.parametrize("geo", GEOMETRIES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_im2col_matches_reference(geo, dtype, device):
+    shape, *rest = geo
+    hw = out_hw(shape, *rest)
+    x = np.random.default_rng(0).standard_normal(shape).astype(dtype)
+    cols = kernels(device).im2col(dev(x, device), *rest, hw)
+    np.testing.assert_array_equal(backend.to_numpy(cols), naive_im2col(x, *rest, hw))
+
+
+@pytest.mark.parametrize("geo", GEOMETRIES)
+def test_col2im_is_the_adjoint_of_im2col(geo, device):
+    """<im2col(x), c> == <x, col2im(c)> for all x, c: col2im is exactly im2col's transpose."""
+    shape, *rest = geo
+    hw = out_hw(shape, *rest)
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal(shape)
+    c = rng.standard_normal((shape[1] * rest[0][0] * rest[0][1], shape[0] * hw[0] * hw[1]))
+    K = kernels(device)
+    lhs = float((backend.to_numpy(K.im2col(dev(x, device), *rest, hw)) * c).sum())
+    rhs = float((x * backend.to_numpy(K.col2im(dev(c, device), shape, *rest, hw))).sum())
+    assert abs(lhs - rhs) <= 1e-10 * max(1.0, abs(lhs))
+
+
+def test_col2im_writes_into_out_and_overwrites_it(device):
+    shape, *rest = GEOMETRIES[1]
+    hw = out_hw(shape, *rest)
+    K = kernels(device)
+    c = dev(np.random.default_rng(2).standard_normal((shape[1] * 9, shape[0] * hw[0] * hw[1])), device)
+    out = dev(np.full(shape, 123.0), device)                  # garbage must not leak in
+    K.col2im(c, shape, *rest, hw, out=out)
+    np.testing.assert_allclose(backend.to_numpy(out), backend.to_numpy(K.col2im(c, shape, *rest, hw)))
+
+
+@pytest.mark.parametrize("shape", [(4, 3, 5), (7, 1, 1), (2, 5, 33)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_batch_norm_kernels(shape, dtype, device):
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal(shape) * 3 + 2).astype(dtype)
+    gamma, beta = rng.standard_normal(shape[1]).astype(dtype), rng.standard_normal(shape[1]).astype(dtype)
+    g = rng.standard_normal(shape).astype(dtype)
+    eps = 1e-5
+    K = kernels(device)
+    y, mean, var, invstd = (backend.to_numpy(a) for a in
+                            K.batch_norm_forward(dev(x, device), dev(gamma, device), dev(beta, device), eps))
+    x64 = x.astype(np.float64)
+    m_ref, v_ref = x64.mean(axis=(0, 2)), x64.var(axis=(0, 2))
+    xhat = (x64 - m_ref[:, None]) / np.sqrt(v_ref[:, None] + eps)
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(mean, m_ref, rtol=tol, atol=tol)
+    np.testing.assert_allclose(var, v_ref, rtol=tol, atol=tol)
+    np.testing.assert_allclose(invstd, 1 / np.sqrt(v_ref + eps), rtol=tol)
+    np.testing.assert_allclose(y, xhat * gamma[:, None] + beta[:, None], rtol=tol * 10, atol=tol * 10)
+
+    dx, dgamma, dbeta = (backend.to_numpy(a) for a in K.batch_norm_backward(
+        dev(g, device), dev(x, device), dev(mean, device), dev(invstd, device), dev(gamma, device)))
+    m = shape[0] * shape[2]
+    g64 = g.astype(np.float64)
+    dbeta_ref = g64.sum(axis=(0, 2))
+    dgamma_ref = (g64 * xhat).sum(axis=(0, 2))
+    dx_ref = gamma[:, None] / np.sqrt(v_ref[:, None] + eps) * (
+        g64 - dbeta_ref[:, None] / m - xhat * dgamma_ref[:, None] / m)
+    np.testing.assert_allclose(dbeta, dbeta_ref, rtol=tol * 10, atol=tol * 10)
+    np.testing.assert_allclose(dgamma, dgamma_ref, rtol=tol * 10, atol=tol * 10)
+    np.testing.assert_allclose(dx, dx_ref, rtol=tol * 100, atol=tol * 100)
+
+
+def naive_pool(x, kernel, stride, padding, mode):
+    """Max / average pooling window by window on an explicitly padded copy."""
+    n, c, h, w = x.shape
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    ho, wo = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+    fill = -np.inf if mode == "max" else 0.0
+    padded = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=fill)
+    real = np.pad(np.ones((h, w)), ((ph, ph), (pw, pw)))            # 1 where a pixel is real
+    out = np.zeros((n, c, ho, wo))
+    for oh in range(ho):
+        for ow in range(wo):
+            rows, cols = slice(oh * sh, oh * sh + kh), slice(ow * sw, ow * sw + kw)
+            win = padded[:, :, rows, cols]
+            if mode == "max":
+                out[:, :, oh, ow] = win.max(axis=(2, 3))
+            else:
+                # PyTorch's divisor: window cells inside the padded input, or only real ones
+                count = win.shape[2] * win.shape[3] if mode == "avg_include_pad" else real[rows, cols].sum()
+                out[:, :, oh, ow] = win.sum(axis=(2, 3)) / count
+    return out
+
+
+@pytest.mark.parametrize("kernel,stride,padding", [((2, 2), (2, 2), (0, 0)), ((3, 3), (2, 2), (1, 1)),
+                                                   ((3, 2), (1, 2), (1, 1)), ((3, 3), (2, 2), (0, 0))])
+def test_pooling_kernels(kernel, stride, padding, device):
+    x = np.random.default_rng(4).standard_normal((2, 3, 7, 6))
+    K = kernels(device)
+    ref = naive_pool(x, kernel, stride, padding, "max")
+    hw = ref.shape[2:]
+    out, argmax = K.max_pool2d_forward(dev(x, device), kernel, stride, padding, hw)
+    np.testing.assert_array_equal(backend.to_numpy(out), ref)
+    g = np.random.default_rng(5).standard_normal(ref.shape)
+    dx = backend.to_numpy(K.max_pool2d_backward(dev(g, device), argmax, x.shape))
+    assert np.isclose(dx.sum(), g.sum()) and np.count_nonzero(dx) <= g.size
+    for include_pad, mode in ((True, "avg_include_pad"), (False, "avg")):
+        ref = naive_pool(x, kernel, stride, padding, mode)
+        out = K.avg_pool2d_forward(dev(x, device), kernel, stride, padding, hw, include_pad)
+        np.testing.assert_allclose(backend.to_numpy(out), ref, rtol=1e-12)
