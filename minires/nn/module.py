@@ -66,12 +66,15 @@ class Module:
         setattr(self, name, module)
 
     # ------------------------------------------------------------ traversal
-    def named_modules(self, prefix=""):
-        """(name, module) for self and every submodule, depth first (iterative)."""
+    def named_modules(self, prefix="", remove_duplicate=True):
+        """(name, module) for self and every submodule, depth first (iterative).
+
+        A module reachable under several names is listed once, unless
+        remove_duplicate=False (state dicts list it under every name, like PyTorch)."""
         seen, stack = set(), [(prefix, self)]
         while stack:
             name, module = stack.pop()
-            if id(module) in seen:
+            if remove_duplicate and id(module) in seen:
                 continue
             seen.add(id(module))
             yield name, module
@@ -161,7 +164,7 @@ class Module:
     def state_dict(self):
         """name -> NumPy array (a copy), parameters then buffers, module by module."""
         state = OrderedDict()
-        for prefix, module in self.named_modules():
+        for prefix, module in self.named_modules(remove_duplicate=False):
             for registry in (module._parameters, module._buffers):
                 for k, t in registry.items():
                     if t is not None:
@@ -175,7 +178,7 @@ class Module:
         or any shape mismatch, raises and nothing is changed.
         """
         targets = OrderedDict()
-        for prefix, module in self.named_modules():
+        for prefix, module in self.named_modules(remove_duplicate=False):
             for registry in (module._parameters, module._buffers):
                 for k, t in registry.items():
                     if t is not None:
@@ -262,8 +265,9 @@ class Sequential(Module):
         return x
 
     def __getitem__(self, i):
-        mods = list(self._modules.values())
-        return Sequential(*mods[i]) if isinstance(i, slice) else mods[i]
+        if isinstance(i, slice):                # keep the names, like PyTorch
+            return Sequential(OrderedDict(list(self._modules.items())[i]))
+        return list(self._modules.values())[i]
 
     def __len__(self):
         return len(self._modules)

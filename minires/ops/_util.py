@@ -64,6 +64,9 @@ def _coerce(op, value, like):
     if isinstance(value, Tensor):
         return value
     if isinstance(value, (numbers.Number, np.generic)):
+        if like.dtype.kind in "biu" and not isinstance(value, (numbers.Integral, np.integer)):
+            raise TypeError(f"{op}: cannot combine a {like.dtype} tensor with the number {value!r} "
+                            f"(minires does not promote silently); convert with .astype(...)")
         return Tensor(like.xp.asarray(value, dtype=like.dtype))
     if isinstance(value, np.ndarray) or backend.is_cupy_array(value):
         return Tensor(value)
@@ -96,10 +99,24 @@ def normalize_axes(op, axis, ndim):
 
 
 def pair(op, name, value):
-    """(a, b) from an int or a 2-sequence of non-negative ints (kernel sizes, strides...)."""
+    """(a, b) from an int or a 2-sequence of ints (kernel sizes, strides...)."""
     if isinstance(value, numbers.Integral):
-        value = (int(value), int(value))
-    value = tuple(int(v) for v in value)
+        value = (value, value)
+    if not isinstance(value, (tuple, list)) or not all(isinstance(v, numbers.Integral) for v in value):
+        raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
     if len(value) != 2:
-        raise ValueError(f"{op}: {name} must be an int or a pair of ints, got {value}")
-    return value
+        raise ValueError(f"{op}: {name} must be an int or a pair of ints, got {tuple(value)}")
+    return tuple(int(v) for v in value)
+
+
+class AxisError(ValueError, IndexError):
+    """An axis out of range (both a ValueError and an IndexError, like NumPy's)."""
+
+
+def check_axis(op, axis, ndim, name="axis", shape=None):
+    """A non-negative axis, or an AxisError naming the op, the axis and the rank."""
+    if not isinstance(axis, numbers.Integral) or not -ndim <= axis < ndim:
+        of = f"shape {shape_str(shape)} (rank {ndim})" if shape is not None else f"rank {ndim}"
+        raise AxisError(f"{op}: {name} {axis} is out of range for a tensor of {of} "
+                        f"(expected {-ndim}..{ndim - 1})")
+    return int(axis) % ndim

@@ -57,9 +57,8 @@ def adaptive_avg_pool2d(x, output_size):
     oh, ow = pair(op, "output_size", output_size) if not isinstance(output_size, numbers.Integral) \
         else (int(output_size),) * 2
     h, w = x.shape[2:]
-    if not (1 <= oh <= h and 1 <= ow <= w):
-        raise ValueError(f"{op}: output size {(oh, ow)} must be between 1 and the input's "
-                         f"spatial size {(h, w)}")
+    if oh < 1 or ow < 1:
+        raise ValueError(f"{op}: output size {(oh, ow)} must be at least 1x1")
     if (oh, ow) == (1, 1):
         return global_avg_pool2d(x)
     if h % oh == 0 and w % ow == 0:

@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import backend
 from ..tensor import Tensor
-from ._util import check_same_device, check_same_dtype, shape_str
+from ._util import check_axis, check_same_device, check_same_dtype, shape_str
 
 
 def reshape(x, shape):
@@ -23,8 +23,10 @@ def reshape(x, shape):
 
 def flatten(x, start_dim=0, end_dim=-1):
     """Merge dims start_dim..end_dim into one (Flatten in a network: start_dim=1)."""
-    nd = max(x.ndim, 1)
-    s, e = start_dim % nd, end_dim % nd
+    if x.ndim == 0:
+        return reshape(x, (1,))
+    s = check_axis("flatten", start_dim, x.ndim, "start_dim", x.shape)
+    e = check_axis("flatten", end_dim, x.ndim, "end_dim", x.shape)
     if s > e:
         raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim} "
                          f"for a tensor of rank {x.ndim}")
@@ -33,7 +35,7 @@ def flatten(x, start_dim=0, end_dim=-1):
 
 
 def permute(x, dims):
-    dims = tuple(int(d) % max(x.ndim, 1) for d in dims)
+    dims = tuple(check_axis("permute", d, x.ndim, "dim", x.shape) for d in dims)
     if sorted(dims) != list(range(x.ndim)):
         raise ValueError(f"permute: {dims} is not a permutation of the {x.ndim} dims "
                          f"of a tensor of shape {shape_str(x.shape)}")
@@ -44,10 +46,8 @@ def permute(x, dims):
 
 def transpose(x, dim0, dim1):
     dims = list(range(x.ndim))
-    try:
-        dims[dim0], dims[dim1] = dims[dim1], dims[dim0]
-    except IndexError:
-        raise ValueError(f"transpose: dims ({dim0}, {dim1}) out of range for rank {x.ndim}") from None
+    a, b = (check_axis("transpose", d, x.ndim, "dim", x.shape) for d in (dim0, dim1))
+    dims[a], dims[b] = dims[b], dims[a]
     return permute(x, dims)
 
 
@@ -113,7 +113,9 @@ def cat(tensors, axis=0):
     check_same_device("cat", *tensors)
     check_same_dtype("cat", *tensors)
     ref = tensors[0]
-    axis = axis % ref.ndim
+    if ref.ndim == 0:
+        raise ValueError("cat: zero-dimensional tensors of shape () cannot be concatenated; use stack")
+    axis = check_axis("cat", axis, ref.ndim)
     for t in tensors:
         if t.ndim != ref.ndim or t.shape[:axis] + t.shape[axis + 1:] != ref.shape[:axis] + ref.shape[axis + 1:]:
             raise ValueError("cat: shapes " + ", ".join(shape_str(u.shape) for u in tensors)
@@ -134,5 +136,5 @@ def stack(tensors, axis=0):
     if len({t.shape for t in tensors}) > 1:
         raise ValueError("stack: all tensors need one shape, got "
                          + ", ".join(shape_str(t.shape) for t in tensors))
-    axis = axis % (tensors[0].ndim + 1)
+    axis = check_axis("stack", axis, tensors[0].ndim + 1)
     return cat([reshape(t, t.shape[:axis] + (1,) + t.shape[axis:]) for t in tensors], axis)

@@ -62,7 +62,8 @@ class Optimizer:
                                      f"{tuple(v.shape)}, the parameter {tuple(p.shape)}")
         for group, saved in zip(self.param_groups, state["groups"]):
             group.update(saved)
-        self.state = {id(params[int(i)]): {k: backend.to_device(np.asarray(v, dtype=params[int(i)].dtype),
+        # copies: stepping must not write into the caller's saved state
+        self.state = {id(params[int(i)]): {k: backend.to_device(np.array(v, dtype=params[int(i)].dtype),
                                                                  params[int(i)].device)
                                            for k, v in entry.items()}
                       for i, entry in state["state"].items()}
