@@ -1,0 +1,236 @@
+"""CIFAR-10 from the official distribution (python or binary layout, folder or tarball).
+
+Where a copy is looked for, inside ``root`` (default ``$MINIRES_DATA`` or
+``~/.cache/minires``), first hit wins:
+
+1. an extracted folder: ``cifar-10-batches-py/`` or ``cifar-10-batches-bin/``;
+2. a tarball: the official ``cifar-10-python.tar.gz`` / ``cifar-10-binary.tar.gz``
+   (size and MD5 checked before use), then this project's test subsets
+   ``cifar-10-subset-python.tar.gz`` / ``cifar-10-subset-binary.tar.gz``.
+
+A tarball is extracted into ``root`` once, through a temporary folder that is
+renamed into place only after both splits were read and validated, so a bad
+archive leaves no half cache.  When ``root`` is read-only (a shared data
+folder) the batches are read straight from the archive instead.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from .archive import read_members, safe_extract
+from .download import download_url, md5sum
+from .errors import DatasetError, DatasetNotFoundError
+from .paths import default_root
+from .safe_pickle import safe_loads
+
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
+                   "dog", "frog", "horse", "ship", "truck")
+# Per-channel mean and std of the 50,000 training images, pixels scaled to [0, 1].
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+
+
+class Source(NamedTuple):
+    filename: str
+    url: str
+    md5: str
+    size: int
+
+
+# The official archives; tests and mirrors override url/md5/size per call (or edit this table).
+CIFAR10_SOURCES = {
+    "python": Source("cifar-10-python.tar.gz", "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+                     "c58f30108f718f92721af3b95e74349a", 170498071),
+    "binary": Source("cifar-10-binary.tar.gz", "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz",
+                     "c32a1d4ab5d03f1284b67883e8d87530", 170052171),
+}
+FOLDERS = {"python": "cifar-10-batches-py", "binary": "cifar-10-batches-bin"}
+SUBSET_TARBALLS = {"python": "cifar-10-subset-python.tar.gz", "binary": "cifar-10-subset-binary.tar.gz"}
+BATCHES = {True: [f"data_batch_{i}" for i in range(1, 6)], False: ["test_batch"]}
+PIXELS = 3 * 32 * 32
+RECORD = 1 + PIXELS  # binary layout: one label byte, then the 3072 pixel bytes (R, G, B planes)
+
+
+class Found(NamedTuple):
+    kind: str    # 'folder' or 'tarball'
+    layout: str  # 'python' or 'binary'
+    path: Path
+
+
+def locate(root) -> Found | None:
+    """The first copy of CIFAR-10 in ``root``, in the order the module docstring gives."""
+    root = Path(root)
+    for layout, folder in FOLDERS.items():
+        if (root / folder).is_dir():
+            return Found("folder", layout, root / folder)
+    tarballs = [(layout, s.filename) for layout, s in CIFAR10_SOURCES.items()] + list(SUBSET_TARBALLS.items())
+    for layout, name in tarballs:
+        if (root / name).is_file():
+            return Found("tarball", layout, root / name)
+    return None
+
+
+def download_cifar10(root=None, *, layout="python", url=None, md5=None, size=None, progress=True) -> Path:
+    """Download the official tarball into ``root`` (verified); its path.  Does not extract."""
+    src = _source(layout)
+    root = Path(root).expanduser() if root is not None else default_root()
+    advice = (f"Retry, or download {src.url} yourself and pass the folder that holds "
+              f"{src.filename} (or the extracted {FOLDERS[layout]}/) as root= / --data-dir.")
+    return download_url(url or src.url, root / src.filename, progress=progress, advice=advice,
+                        md5=src.md5 if md5 is None else md5, size=src.size if size is None else size)
+
+
+class CIFAR10:
+    """CIFAR-10: ``images`` uint8 (N, 3, 32, 32), ``labels`` int64 (N,), ``classes``.
+
+    ``download=True`` fetches the official ``layout`` archive when no copy is
+    found; ``url``/``md5``/``size`` override CIFAR10_SOURCES for that download.
+    """
+    classes = CIFAR10_CLASSES
+
+    def __init__(self, root=None, train=True, download=False, *, layout="python",
+                 url=None, md5=None, size=None, progress=True):
+        _source(layout)
+        self.root = Path(root).expanduser() if root is not None else default_root()
+        self.train = bool(train)
+        found, downloaded = locate(self.root), False
+        if found is None:
+            if not download:
+                raise DatasetNotFoundError(_not_found_message(self.root))
+            path = download_cifar10(self.root, layout=layout, url=url, md5=md5, size=size, progress=progress)
+            found, downloaded = Found("tarball", layout, path), True
+        self.source = found.path
+        try:
+            self.images, self.labels = _load(found, self.train, self.root, verified=downloaded)
+        except Exception:
+            if downloaded:  # verified bytes but unusable content: leave nothing behind
+                found.path.unlink(missing_ok=True)
+            raise
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __repr__(self):
+        return f"CIFAR10({'train' if self.train else 'test'}, {len(self)} images, from {self.source})"
+
+
+def _source(layout) -> Source:
+    if layout not in CIFAR10_SOURCES:
+        raise ValueError(f"unknown CIFAR-10 layout {layout!r}: expected one of {sorted(CIFAR10_SOURCES)}")
+    return CIFAR10_SOURCES[layout]
+
+
+def _not_found_message(root) -> str:
+    names = [f"{f}/" for f in FOLDERS.values()] + [s.filename for s in CIFAR10_SOURCES.values()]
+    names += list(SUBSET_TARBALLS.values())
+    return (f"CIFAR-10 not found in {root}: looked for {', '.join(names)}. Pass download=True "
+            f"to fetch {CIFAR10_SOURCES['python'].url}, or download it yourself and "
+            "point root= / --data-dir at the folder that holds the tarball or the extracted folder.")
+
+
+def _load(found: Found, train: bool, root: Path, verified: bool):
+    if found.kind == "folder":
+        return _read_split(_folder_reader(found.path, str(found.path)), found.layout, train)
+    official = {s.filename: s for s in CIFAR10_SOURCES.values()}.get(found.path.name)
+    if official is not None and not verified:
+        _verify_local(found.path, official)
+    if os.access(root, os.W_OK):
+        return _extract_and_read(found.path, root, train)
+    # A read-only folder (a shared data directory): read the members, every time.
+    folder = FOLDERS[found.layout]
+    names = [f"{folder}/{n}" for n in _file_names(found.layout, train)]
+    blobs = read_members(found.path, names)
+    return _read_split(lambda n: blobs.get(f"{folder}/{n}"), found.layout, train,
+                       label=f"{found.path}:{folder}")
+
+
+def _verify_local(path: Path, src: Source):
+    got = path.stat().st_size
+    fix = f"Delete it and download again (download=True), or fetch {src.url} yourself."
+    if got != src.size:
+        raise DatasetError(f"{path} is {got} bytes, expected {src.size} for the official "
+                           f"{src.filename}: it is incomplete or a different file. {fix}")
+    digest = md5sum(path)
+    if digest != src.md5:
+        raise DatasetError(f"{path} has MD5 {digest}, expected {src.md5} for the official "
+                           f"{src.filename}: it is corrupt or a different file. {fix}")
+
+
+def _extract_and_read(tarball: Path, root: Path, train: bool):
+    with tempfile.TemporaryDirectory(prefix=".minires-extract-", dir=root) as tmp:
+        safe_extract(tarball, tmp)
+        inside = [(layout, f) for layout, f in FOLDERS.items() if (Path(tmp) / f).is_dir()]
+        if not inside:
+            raise DatasetError(f"{tarball} holds neither {' nor '.join(FOLDERS.values())}/: "
+                               "it is not a CIFAR-10 archive")
+        layout, folder = inside[0]
+        # Read both splits before the folder becomes visible: a bad archive leaves no half cache.
+        reader = _folder_reader(Path(tmp) / folder, f"{tarball}:{folder}")
+        splits = {t: _read_split(reader, layout, t) for t in (True, False)}
+        try:
+            os.replace(Path(tmp) / folder, root / folder)
+        except OSError:  # another process extracted it first: theirs is as good as ours
+            if not (root / folder).is_dir():
+                raise
+    return splits[train]
+
+
+def _folder_reader(folder: Path, label: str):
+    def read(name):
+        path = folder / name
+        return path.read_bytes() if path.is_file() else None
+    read.label = label
+    return read
+
+
+def _file_names(layout, train):
+    return [n + ".bin" if layout == "binary" else n for n in BATCHES[train]]
+
+
+def _read_split(read, layout, train, label=None):
+    """(images, labels) of one split; ``read(name)`` gives a file's bytes or None if absent."""
+    label = label or read.label
+    parse = _parse_python if layout == "python" else _parse_binary
+    images, labels = [], []
+    for name in _file_names(layout, train):
+        data = read(name)
+        if data is None:
+            raise DatasetError(f"{label}/{name} is missing: a CIFAR-10 {layout} folder holds "
+                               f"{', '.join(_file_names(layout, True) + _file_names(layout, False))}")
+        x, y = parse(data, f"{label}/{name}")
+        if y.min() < 0 or y.max() >= len(CIFAR10_CLASSES):
+            raise DatasetError(f"{label}/{name}: labels must lie in 0..9, found {y.min()}..{y.max()}")
+        images.append(x)
+        labels.append(y)
+    return np.concatenate(images), np.concatenate(labels)
+
+
+def _parse_python(data: bytes, where: str):
+    batch = safe_loads(data, where)
+    if not isinstance(batch, dict):
+        raise DatasetError(f"{where}: expected a pickled dict with 'data' and 'labels', "
+                           f"got {type(batch).__name__}")
+    batch = {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in batch.items()}
+    x, y = batch.get("data"), batch.get("labels")
+    if not (isinstance(x, np.ndarray) and x.dtype == np.uint8 and x.ndim == 2
+            and x.shape[1] == PIXELS and len(x) > 0):
+        got = f"{x.dtype} array of shape {x.shape}" if isinstance(x, np.ndarray) else type(x).__name__
+        raise DatasetError(f"{where}: 'data' should be a uint8 array of shape (N, {PIXELS}), got {got}")
+    y = np.asarray(y if y is not None else [])
+    if y.ndim != 1 or y.dtype.kind not in "iu" or len(y) != len(x):
+        raise DatasetError(f"{where}: 'labels' should be {len(x)} integers (one per image), "
+                           f"got {len(y)} of dtype {y.dtype}")
+    return x.reshape(-1, 3, 32, 32), y.astype(np.int64)
+
+
+def _parse_binary(data: bytes, where: str):
+    if len(data) == 0 or len(data) % RECORD:
+        raise DatasetError(f"{where}: {len(data)} bytes is not a whole number of {RECORD}-byte records "
+                           "(1 label byte + 3072 pixel bytes); the file is truncated or damaged")
+    records = np.frombuffer(data, np.uint8).reshape(-1, RECORD)
+    return records[:, 1:].reshape(-1, 3, 32, 32), records[:, 0].astype(np.int64)
