@@ -4,6 +4,8 @@
     ops/         every op, forward beside backward  backend.py  NumPy/CuPy seam
     nn/          modules and nn.functional          optim/      SGD and LR schedules
     gradcheck.py numerical gradient checks          graph.py    graph dump / DOT export
+    models/      CIFAR and ImageNet ResNets         data/       datasets and the DataLoader
+    train.py     the training loop                  cli.py      `minires train|eval|summary`
     kernels/     (minires.kernels) Numba and CUDA kernels
 """
 from . import backend, ops
@@ -15,6 +17,7 @@ from .random import manual_seed
 from .tensor import (Tensor, float32, float64, int64, ones, ones_like, randn, tensor,
                      zeros, zeros_like)
 from . import nn, optim  # noqa: E402  (nn builds on the names above)
+from .model_summary import count_macs, summary  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -22,5 +25,5 @@ __all__ = [
     "Tensor", "tensor", "zeros", "ones", "randn", "zeros_like", "ones_like", "cat", "stack",
     "float32", "float64", "int64", "no_grad", "set_grad_enabled", "is_grad_enabled",
     "gradcheck", "GradcheckError", "format_graph", "to_dot", "manual_seed",
-    "nn", "optim", "backend", "ops",
+    "nn", "optim", "backend", "ops", "summary", "count_macs",
 ]

@@ -1,0 +1,69 @@
+"""Model names -> constructors, and the config each model records so a checkpoint can rebuild it.
+
+Every public constructor is wrapped by ``register``: it lands in the table that
+``get_model``/``available`` read, and the model it returns carries
+
+    model.config == {"name": "resnet20", "kwargs": {"num_classes": 100}}
+
+(the arguments the caller gave, defaults left out), so ``from_config(model.config)``
+builds the same architecture again.
+"""
+from __future__ import annotations
+
+import difflib
+import functools
+import inspect
+
+_REGISTRY = {}
+
+
+def register(name=None):
+    """Decorator: list the constructor under ``name`` (default: its function name)."""
+    def decorate(fn):
+        key = name or fn.__name__
+        if key in _REGISTRY:
+            raise ValueError(f"register: a model named {key!r} is already registered")
+        signature = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def build(*args, **kwargs):
+            try:
+                bound = signature.bind(*args, **kwargs)
+            except TypeError as e:
+                raise TypeError(f"{key}{signature}: {e}") from None
+            model = fn(*args, **kwargs)
+            given = {}
+            for param, value in bound.arguments.items():   # flatten **kw into plain kwargs
+                kind = signature.parameters[param].kind
+                given.update(value if kind is inspect.Parameter.VAR_KEYWORD else {param: value})
+            # set last: a constructor that calls another registered one is named by the outer
+            model.config = {"name": key, "kwargs": given}
+            return model
+        _REGISTRY[key] = build
+        return build
+    return decorate
+
+
+def available():
+    """The names ``get_model`` accepts, in registration order."""
+    return list(_REGISTRY)
+
+
+def get_model(name, **kwargs):
+    """Build the model registered as ``name`` (e.g. 'resnet20', 'plain56',
+    'preact_resnet110', 'resnet50'), passing ``kwargs`` to its constructor."""
+    try:
+        build = _REGISTRY[name]
+    except KeyError:
+        close = difflib.get_close_matches(str(name), _REGISTRY, n=3)
+        hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
+        raise ValueError(f"get_model: unknown model {name!r}{hint}; available: "
+                         f"{', '.join(_REGISTRY)}") from None
+    return build(**kwargs)
+
+
+def from_config(config):
+    """Rebuild an architecture from a recorded ``model.config`` (weights not included)."""
+    if not isinstance(config, dict) or "name" not in config:
+        raise ValueError(f"from_config: expected {{'name': ..., 'kwargs': {{...}}}}, got {config!r}")
+    return get_model(config["name"], **dict(config.get("kwargs") or {}))
