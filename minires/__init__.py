@@ -17,6 +17,7 @@ from .random import manual_seed
 from .tensor import (Tensor, float32, float64, int64, ones, ones_like, randn, tensor,
                      zeros, zeros_like)
 from . import nn, optim  # noqa: E402  (nn builds on the names above)
+from . import data, models  # noqa: E402
 from .model_summary import count_macs, summary  # noqa: E402
 
 __version__ = "0.1.0"

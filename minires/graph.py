@@ -11,6 +11,10 @@ from __future__ import annotations
 
 def _nodes_in_forward_order(root):
     """Every tensor root was computed from (constants included), inputs first."""
+    from .autograd import _graph_freed
+    if root._backward is _graph_freed:
+        raise ValueError("the graph behind this tensor was freed by backward(): list it before "
+                         "calling backward, or call backward(retain_graph=True)")
     order, seen, stack = [], set(), [(root, False)]
     while stack:
         node, expanded = stack.pop()

@@ -162,3 +162,12 @@ def test_backward_order_is_topological(rng):
     ex = np.exp(x.numpy())
     expected = ex * 3 * x.numpy() + ex * 3 + ex        # d/dx [3x e^x + e^x]
     np.testing.assert_allclose(x.grad.numpy(), expected, rtol=1e-12)
+
+
+def test_graph_listing_after_backward_says_the_graph_is_gone(rng):
+    x = make(rng, 3)
+    y = (x * 2).sum()
+    assert "mul" in mr.format_graph(y) and "sum" in mr.format_graph(y)
+    y.backward()
+    with pytest.raises(ValueError, match="freed by backward"):
+        mr.format_graph(y)
