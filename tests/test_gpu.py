@@ -77,7 +77,7 @@ def test_columns_out_is_written_in_place_and_overwritten(dtype):
     hw = out_hw(shape, *rest)
     rng = np.random.default_rng(1)
     x = rand(rng, shape, dtype)
-    rows, ncol = shape[1] * rest[0][0] * rest[0][1], shape[0] * hw[0] * hw[1]
+    rows, ncol = shape[0] * hw[0] * hw[1], shape[1] * rest[0][0] * rest[0][1]   # (N*L, K)
     workspace = cp.full(rows * ncol + 17, np.nan, dtype=dtype)
     cols = workspace[:rows * ncol].reshape(rows, ncol)
     assert KG.im2col(gpu(x), *rest, hw, out=cols) is cols

@@ -15,9 +15,10 @@ def dev(a, device):
 
 
 def naive_im2col(x, kernel, stride, padding, dilation, out_hw):
+    """cols[(b*Ho + oh)*Wo + ow, (ci*kh + i)*kw + j]: one row per output pixel."""
     n, c, h, w = x.shape
     (kh, kw), (sh, sw), (ph, pw), (dh, dw), (ho, wo) = kernel, stride, padding, dilation, out_hw
-    cols = np.zeros((c * kh * kw, n * ho * wo), x.dtype)
+    cols = np.zeros((n * ho * wo, c * kh * kw), x.dtype)
     for ci in range(c):
         for i in range(kh):
             for j in range(kw):
@@ -26,7 +27,7 @@ def naive_im2col(x, kernel, stride, padding, dilation, out_hw):
                         for ow in range(wo):
                             ih, iw = oh * sh - ph + i * dh, ow * sw - pw + j * dw
                             if 0 <= ih < h and 0 <= iw < w:
-                                cols[(ci * kh + i) * kw + j, (b * ho + oh) * wo + ow] = x[b, ci, ih, iw]
+                                cols[(b * ho + oh) * wo + ow, (ci * kh + i) * kw + j] = x[b, ci, ih, iw]
     return cols
 
 
@@ -62,7 +63,7 @@ def test_col2im_is_the_adjoint_of_im2col(geo, device):
     hw = out_hw(shape, *rest)
     rng = np.random.default_rng(1)
     x = rng.standard_normal(shape)
-    c = rng.standard_normal((shape[1] * rest[0][0] * rest[0][1], shape[0] * hw[0] * hw[1]))
+    c = rng.standard_normal((shape[0] * hw[0] * hw[1], shape[1] * rest[0][0] * rest[0][1]))
     K = kernels(device)
     lhs = float((backend.to_numpy(K.im2col(dev(x, device), *rest, hw)) * c).sum())
     rhs = float((x * backend.to_numpy(K.col2im(dev(c, device), shape, *rest, hw))).sum())
@@ -73,7 +74,7 @@ def test_col2im_writes_into_out_and_overwrites_it(device):
     shape, *rest = GEOMETRIES[1]
     hw = out_hw(shape, *rest)
     K = kernels(device)
-    c = dev(np.random.default_rng(2).standard_normal((shape[1] * 9, shape[0] * hw[0] * hw[1])), device)
+    c = dev(np.random.default_rng(2).standard_normal((shape[0] * hw[0] * hw[1], shape[1] * 9)), device)
     out = dev(np.full(shape, 123.0), device)                  # garbage must not leak in
     K.col2im(c, shape, *rest, hw, out=out)
     np.testing.assert_allclose(backend.to_numpy(out), backend.to_numpy(K.col2im(c, shape, *rest, hw)))

@@ -1,6 +1,6 @@
 """CPU kernels (Numba).  The interface every device's kernel module provides:
 
-    im2col(x, kernel, stride, padding, dilation, out_hw) -> cols (C*kh*kw, N*Ho*Wo)
+    im2col(x, kernel, stride, padding, dilation, out_hw) -> cols (N*Ho*Wo, C*kh*kw)
     col2im(cols, x_shape, kernel, stride, padding, dilation, out_hw) -> x
     batch_norm_forward(x3, gamma, beta, eps) -> y3, mean, var, invstd   (x3: (N, C, L))
     batch_norm_backward(g3, x3, mean, invstd, gamma) -> dx3, dgamma, dbeta
@@ -8,6 +8,8 @@
     max_pool2d_backward(g, argmax, x_shape) -> dx
     avg_pool2d_forward(x, kernel, stride, padding, out_hw, count_include_pad) -> out
     avg_pool2d_backward(g, x_shape, kernel, stride, padding, count_include_pad) -> dx
+
+    workspace(name, shape, dtype) -> a reusable scratch array (per thread on the CPU)
 
 kernel/stride/padding/dilation/out_hw are (h, w) pairs; im2col and col2im take an optional
 ``out=`` array to write into.  CONV_WORKSPACE_BYTES bounds the columns of one chunk of
@@ -24,11 +26,16 @@ import numba
 if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = "workqueue"
 
-CONV_WORKSPACE_BYTES = 4 << 20   # one chunk's columns: stays in L2/L3
+from .memory import tune_malloc  # noqa: E402
+
+tune_malloc()
+
+CONV_WORKSPACE_BYTES = 1 << 20   # one chunk's columns: about one core's L2
 
 from .batchnorm import batch_norm_backward, batch_norm_forward
 from .columns import col2im, im2col
+from .workspace import workspace
 from .pooling import avg_pool2d_backward, avg_pool2d_forward, max_pool2d_backward, max_pool2d_forward
 
-__all__ = ["im2col", "col2im", "batch_norm_forward", "batch_norm_backward",
+__all__ = ["workspace", "im2col", "col2im", "batch_norm_forward", "batch_norm_backward",
            "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward"]

@@ -72,7 +72,7 @@ _MAX_GRID_X = 2**31 - 1
 _MAX_GRID_YZ = 65535
 _INT_MAX = 2**31 - 1
 
-__all__ = ["im2col", "col2im", "batch_norm_forward", "batch_norm_backward",
+__all__ = ["workspace", "im2col", "col2im", "batch_norm_forward", "batch_norm_backward",
            "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
            "CONV_WORKSPACE_BYTES",
            "batch_norm_relu_forward", "batch_norm_relu_backward", "GEMM", "gemm", "matmul",
@@ -184,8 +184,31 @@ def _geometry(kernel, stride, padding, dilation, out_hw):
 
 
 # ------------------------------------------------------------------ columns
+_workspaces = {}             # (name, dtype) -> flat device buffer
+_workspace_shapes = {}
+
+
+def workspace(name, shape, dtype, zero_on_resize=False):
+    """A reusable device array of ``shape``, valid until the next call with the same
+    ``name`` (the CPU module keeps one set per thread; the GPU has one host thread).
+    Once warm, a training step allocates nothing here -- what CUDA-graph capture needs.
+    With ``zero_on_resize``, the array is zeroed whenever its shape changes."""
+    cp = _cupy()
+    shape, key = tuple(int(s) for s in shape), (name, np.dtype(dtype))
+    size = int(np.prod(shape))
+    flat = _workspaces.get(key)
+    fresh = flat is None or flat.size < size
+    if fresh:
+        flat = _workspaces[key] = cp.empty(size, dtype=key[1])
+    view = flat[:size].reshape(shape)
+    if zero_on_resize and (fresh or _workspace_shapes.get(key) != shape):
+        view.fill(0)
+    _workspace_shapes[key] = shape
+    return view
+
+
 def im2col(x, kernel, stride, padding, dilation, out_hw, out=None):
-    """x (N, C, H, W) -> cols (C*kh*kw, N*Ho*Wo), written into ``out`` when given.
+    """x (N, C, H, W) -> cols (N*Ho*Wo, C*kh*kw), written into ``out`` when given.
 
     columns.cu: one thread per element of cols.
     """
@@ -195,7 +218,7 @@ def im2col(x, kernel, stride, padding, dilation, out_hw, out=None):
     n, c, h, w = x.shape
     geo = _geometry(kernel, stride, padding, dilation, out_hw)
     kh, kw, ho, wo = int(geo[0]), int(geo[1]), int(geo[8]), int(geo[9])
-    shape = (c * kh * kw, n * ho * wo)
+    shape = (n * ho * wo, c * kh * kw)
     if out is None:
         out = _cupy().empty(shape, dtype=x.dtype)
     else:
@@ -206,7 +229,7 @@ def im2col(x, kernel, stride, padding, dilation, out_hw, out=None):
 
 
 def col2im(cols, x_shape, kernel, stride, padding, dilation, out_hw, out=None):
-    """cols (C*kh*kw, N*Ho*Wo) -> x (N, C, H, W), summing overlapping taps (im2col's adjoint).
+    """cols (N*Ho*Wo, C*kh*kw) -> x (N, C, H, W), summing overlapping taps (im2col's adjoint).
 
     columns.cu: one thread per input pixel gathering its taps (no atomics); ``out``
     (C-contiguous, shape x_shape) is overwritten when given.
@@ -216,9 +239,9 @@ def col2im(cols, x_shape, kernel, stride, padding, dilation, out_hw, out=None):
     n, c, h, w = (int(s) for s in x_shape)
     geo = _geometry(kernel, stride, padding, dilation, out_hw)
     kh, kw, ho, wo = int(geo[0]), int(geo[1]), int(geo[8]), int(geo[9])
-    if tuple(cols.shape) != (c * kh * kw, n * ho * wo):
+    if tuple(cols.shape) != (n * ho * wo, c * kh * kw):
         raise ValueError(f"col2im: columns of shape {tuple(cols.shape)} do not match x_shape {tuple(x_shape)} "
-                         f"and the geometry: expected {(c * kh * kw, n * ho * wo)}")
+                         f"and the geometry: expected {(n * ho * wo, c * kh * kw)}")
     if out is None:
         out = _cupy().empty((n, c, h, w), dtype=cols.dtype)
     else:

@@ -1,16 +1,19 @@
-"""2-d convolution as im2col + GEMM (per channel group).
+"""2-d convolution as im2col + GEMM.
 
-Forward, for x (N, C, H, W) and weight (Cout, C/groups, kh, kw):
-    cols = im2col(x)                      (C*kh*kw, n*Ho*Wo)    [kernel]
-    out  = W(Cout, C*kh*kw) @ cols        (Cout, n*Ho*Wo)       [BLAS GEMM]
-    out  -> (n, Cout, Ho, Wo)
-Backward, with g reshaped to (Cout, n*Ho*Wo):
-    dW += g @ cols^T       dcols = W^T @ g  -> col2im -> dx      db = Σ g
+For x (N, C, H, W), weight (Cout, C/groups, kh, kw), K = C*kh*kw taps and L = Ho*Wo:
+    cols  = im2col(x)                  (n*L, K)        [kernel: one row per output pixel]
+    out^T = cols @ W^T                 (n*L, Cout)     [BLAS GEMM]  -> (n, Cout, Ho, Wo)
+Backward, with g^T the upstream gradient as (n*L, Cout):
+    dW   += g^T^T @ cols               (Cout, K)
+    dcols = g^T @ W                    (n*L, K)  -> col2im -> dx
+    db    = Σ g
+A channel group is a block of K columns and of Cout, one GEMM per group.
 
-The batch is processed in chunks of n images whose columns fit the kernel
-module's workspace (a few MiB on the CPU, so cols stay in cache; the whole
-batch on the GPU).  Columns are recomputed in backward rather than saved: at
-batch 128 the saved columns of ResNet-20 would take ~0.9 GB.
+The batch runs in chunks of n images whose columns fit the kernel module's
+workspace (a few MiB on the CPU, so columns stay in cache while the GEMM reads
+them; the whole batch on the GPU), one chunk per core at a time.  Columns are
+recomputed in backward rather than saved: ResNet-20's would take ~0.9 GB at
+batch 128.
 """
 from __future__ import annotations
 
@@ -56,24 +59,26 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
 
     xp, K = x.xp, backend.kernels_for(x.xp)
     geometry = ((kh, kw), stride, padding, dilation, (ho, wo))
-    rows, plane = c * kh * kw, ho * wo
-    chunk = max(1, min(n, K.CONV_WORKSPACE_BYTES // (rows * plane * x.dtype.itemsize)))
-    w_groups = weight.data.reshape(groups, c_out // groups, -1)      # (G, Cout/G, rows/G)
-
+    taps, plane = c * kh * kw, ho * wo
+    chunk = max(1, min(n, K.CONV_WORKSPACE_BYTES // (taps * plane * x.dtype.itemsize)))
     chunks = [(n0, min(n, n0 + chunk)) for n0 in range(0, n, chunk)]
+    k_g, o_g = taps // groups, c_out // groups                 # taps and outputs per group
+    w2 = weight.data.reshape(c_out, k_g)                        # (Cout, K/groups)
+    groups_ = [(slice(gi * o_g, (gi + 1) * o_g), slice(gi * k_g, (gi + 1) * k_g)) for gi in range(groups)]
 
-    def columns(workspace, n0, n1):
-        """im2col of images n0..n1 as (G, rows/G, (n1-n0)*Ho*Wo), in the workspace."""
-        cols = workspace[:rows * (n1 - n0) * plane].reshape(rows, (n1 - n0) * plane)
-        return K.im2col(x.data[n0:n1], *geometry, out=cols).reshape(groups, rows // groups, -1)
+    def columns(n0, n1):
+        cols = K.workspace("conv2d.cols", ((n1 - n0) * plane, taps), x.dtype)
+        return K.im2col(x.data[n0:n1], *geometry, out=cols)     # (n*L, K)
 
     out = xp.empty((n, c_out, ho, wo), dtype=x.dtype)
 
     def forward_share(share):
-        workspace = xp.empty(rows * chunk * plane, dtype=x.dtype)
         for n0, n1 in share:
-            res = xp.matmul(w_groups, columns(workspace, n0, n1))       # (G, Cout/G, n*L)
-            out[n0:n1] = res.reshape(c_out, n1 - n0, ho, wo).transpose(1, 0, 2, 3)
+            cols = columns(n0, n1)
+            res = K.workspace("conv2d.out_t", (cols.shape[0], c_out), x.dtype)   # out^T (n*L, Cout)
+            for o, k in groups_:
+                xp.matmul(cols[:, k], w2[o].T, out=res[:, o])
+            out[n0:n1] = res.reshape(n1 - n0, plane, c_out).transpose(0, 2, 1).reshape(n1 - n0, c_out, ho, wo)
     backend.parallel_for(xp, forward_share, chunks)
     if bias is not None:
         out += bias.data.reshape(1, c_out, 1, 1)
@@ -83,15 +88,20 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
 
         def backward_share(share):
             """dx for the share's images; its partial dW (summed over shares below)."""
-            gw = xp.zeros(w_groups.shape, dtype=x.dtype) if weight.requires_grad else None
-            workspace = xp.empty(rows * chunk * plane, dtype=x.dtype) if gw is not None else None
+            gw = xp.zeros((c_out, k_g), dtype=x.dtype) if weight.requires_grad else None
             for n0, n1 in share:
-                g2 = xp.ascontiguousarray(g[n0:n1].transpose(1, 0, 2, 3)).reshape(groups, c_out // groups, -1)
+                gt = K.workspace("conv2d.g_t", (n1 - n0, plane, c_out), x.dtype)
+                gt[...] = g[n0:n1].reshape(n1 - n0, c_out, plane).transpose(0, 2, 1)
+                gt = gt.reshape(-1, c_out)                          # g^T (n*L, Cout)
                 if gw is not None:
-                    gw += xp.matmul(g2, columns(workspace, n0, n1).transpose(0, 2, 1))
+                    cols = columns(n0, n1)
+                    for o, k in groups_:
+                        gw[o] += gt[:, o].T @ cols[:, k]
                 if gx is not None:
-                    gcols = xp.matmul(w_groups.transpose(0, 2, 1), g2).reshape(rows, -1)
-                    K.col2im(gcols, (n1 - n0, c, h, w), *geometry, out=gx[n0:n1])
+                    dcols = K.workspace("conv2d.dcols", (gt.shape[0], taps), x.dtype)
+                    for o, k in groups_:
+                        xp.matmul(gt[:, o], w2[o], out=dcols[:, k])
+                    K.col2im(dcols, (n1 - n0, c, h, w), *geometry, out=gx[n0:n1])
             return gw
         partial_gw = backend.parallel_for(xp, backward_share, chunks)
         gw = sum(partial_gw[1:], partial_gw[0]).reshape(weight.shape) if weight.requires_grad else None
