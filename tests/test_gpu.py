@@ -39,21 +39,34 @@ def rand(rng, shape, dtype, scale=1.0, shift=0.0):
 
 
 # ------------------------------------------------------------------ columns
-GEOMETRIES = [  # x shape, kernel, stride, padding, dilation
-    ((2, 3, 5, 5), (3, 3), (1, 1), (1, 1), (1, 1)),
-    ((2, 3, 7, 6), (3, 3), (2, 2), (1, 1), (1, 1)),
-    ((1, 2, 9, 7), (5, 3), (3, 2), (2, 0), (1, 1)),
-    ((3, 1, 8, 8), (3, 3), (1, 1), (2, 2), (2, 2)),
-    ((2, 4, 7, 7), (1, 1), (2, 2), (0, 0), (1, 1)),
-    ((1, 3, 4, 6), (4, 6), (1, 1), (0, 0), (1, 1)),
-    ((3, 5, 11, 13), (3, 2), (2, 1), (1, 2), (2, 1)),
-    ((5, 16, 33, 31), (3, 3), (1, 1), (1, 1), (1, 1)),
+GEOMETRIES = [  # x shape (N, H, W, C) channels-last, kernel, stride, padding, dilation
+    ((2, 5, 5, 3), (3, 3), (1, 1), (1, 1), (1, 1)),
+    ((2, 7, 6, 3), (3, 3), (2, 2), (1, 1), (1, 1)),
+    ((1, 9, 7, 2), (5, 3), (3, 2), (2, 0), (1, 1)),
+    ((3, 8, 8, 1), (3, 3), (1, 1), (2, 2), (2, 2)),
+    ((2, 7, 7, 4), (1, 1), (2, 2), (0, 0), (1, 1)),
+    ((1, 4, 6, 3), (4, 6), (1, 1), (0, 0), (1, 1)),
+    ((3, 11, 13, 5), (3, 2), (2, 1), (1, 2), (2, 1)),
+    ((5, 33, 31, 16), (3, 3), (1, 1), (1, 1), (1, 1)),
 ]
 
 
 def out_hw(shape, kernel, stride, padding, dilation):
-    return tuple((shape[2 + a] + 2 * padding[a] - dilation[a] * (kernel[a] - 1) - 1) // stride[a] + 1
+    return tuple((shape[1 + a] + 2 * padding[a] - dilation[a] * (kernel[a] - 1) - 1) // stride[a] + 1
                  for a in (0, 1))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_grouped_columns_match_cpu(dtype):
+    shape, kernel, stride, padding, dilation = (2, 7, 6, 6), (3, 3), (1, 2), (1, 1), (1, 1)
+    hw = out_hw(shape, kernel, stride, padding, dilation)
+    rng = np.random.default_rng(3)
+    x = rand(rng, shape, dtype)
+    cols = KG.im2col(gpu(x), kernel, stride, padding, dilation, hw, groups=3)
+    np.testing.assert_array_equal(host(cols), KC.im2col(x, kernel, stride, padding, dilation, hw, groups=3))
+    c = rand(rng, cols.shape, dtype)
+    close(KG.col2im(gpu(c), shape, kernel, stride, padding, dilation, hw, groups=3),
+          KC.col2im(c, shape, kernel, stride, padding, dilation, hw, groups=3), dtype, "grouped col2im")
 
 
 @pytest.mark.parametrize("geo", GEOMETRIES)
@@ -77,7 +90,7 @@ def test_columns_out_is_written_in_place_and_overwritten(dtype):
     hw = out_hw(shape, *rest)
     rng = np.random.default_rng(1)
     x = rand(rng, shape, dtype)
-    rows, ncol = shape[0] * hw[0] * hw[1], shape[1] * rest[0][0] * rest[0][1]   # (N*L, K)
+    rows, ncol = shape[0] * hw[0] * hw[1], shape[3] * rest[0][0] * rest[0][1]   # (N*L, K)
     workspace = cp.full(rows * ncol + 17, np.nan, dtype=dtype)
     cols = workspace[:rows * ncol].reshape(rows, ncol)
     assert KG.im2col(gpu(x), *rest, hw, out=cols) is cols
@@ -108,23 +121,23 @@ def test_columns_index_past_2_to_the_31():
     if free < 14 << 30:
         pytest.skip("needs ~14 GB of free GPU memory")
     side = 16384
-    x = cp.arange(side * side, dtype=cp.float32).reshape(1, 1, side, side) / side
+    x = cp.arange(side * side, dtype=cp.float32).reshape(1, side, side, 1) / side
     cols = KG.im2col(x, (3, 3), (1, 1), (1, 1), (1, 1), (side, side))
     assert cols.size > 2**31
-    xh = host(x)[0, 0]
-    for row in (0, 4, 8):
-        i, j = divmod(row, 3)
-        for col in (0, side * side - 1, side * side - side - 2, 12345678):
-            oh, ow = divmod(col, side)
+    xh = host(x)[0, :, :, 0]
+    for tap in (0, 4, 8):
+        i, j = divmod(tap, 3)
+        for pixel in (0, side * side - 1, side * side - side - 2, 12345678):
+            oh, ow = divmod(pixel, side)
             ih, iw = oh - 1 + i, ow - 1 + j
             want = xh[ih, iw] if 0 <= ih < side and 0 <= iw < side else 0.0
-            assert float(cols[row, col]) == want, (row, col)
-    back = KG.col2im(cols, (1, 1, side, side), (3, 3), (1, 1), (1, 1), (1, 1), (side, side))
+            assert float(cols[pixel, tap]) == want, (pixel, tap)
+    back = KG.col2im(cols, (1, side, side, 1), (3, 3), (1, 1), (1, 1), (1, 1), (side, side))
     del cols
     # interior pixels are read by all 9 taps, corners by 4
-    assert float(back[0, 0, side // 2, side // 2]) == pytest.approx(9 * float(x[0, 0, side // 2, side // 2]),
+    assert float(back[0, side // 2, side // 2, 0]) == pytest.approx(9 * float(x[0, side // 2, side // 2, 0]),
                                                                    rel=1e-6)
-    assert float(back[0, 0, -1, -1]) == pytest.approx(4 * float(x[0, 0, -1, -1]), rel=1e-6)
+    assert float(back[0, -1, -1, 0]) == pytest.approx(4 * float(x[0, -1, -1, 0]), rel=1e-6)
 
 
 # --------------------------------------------------------------- batch norm

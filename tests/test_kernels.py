@@ -14,67 +14,72 @@ def dev(a, device):
     return backend.to_device(np.ascontiguousarray(a), device)
 
 
-def naive_im2col(x, kernel, stride, padding, dilation, out_hw):
-    """cols[(b*Ho + oh)*Wo + ow, (ci*kh + i)*kw + j]: one row per output pixel."""
-    n, c, h, w = x.shape
+def naive_im2col(x, kernel, stride, padding, dilation, out_hw, groups=1):
+    """x (N, H, W, C) -> cols[(b*Ho + oh)*Wo + ow, ((g*kh + i)*kw + j)*Cg + cg], element by element."""
+    n, h, w, c = x.shape
     (kh, kw), (sh, sw), (ph, pw), (dh, dw), (ho, wo) = kernel, stride, padding, dilation, out_hw
+    cpg = c // groups
     cols = np.zeros((n * ho * wo, c * kh * kw), x.dtype)
-    for ci in range(c):
-        for i in range(kh):
-            for j in range(kw):
-                for b in range(n):
-                    for oh in range(ho):
-                        for ow in range(wo):
+    for b in range(n):
+        for oh in range(ho):
+            for ow in range(wo):
+                for g in range(groups):
+                    for i in range(kh):
+                        for j in range(kw):
                             ih, iw = oh * sh - ph + i * dh, ow * sw - pw + j * dw
                             if 0 <= ih < h and 0 <= iw < w:
-                                cols[(b * ho + oh) * wo + ow, (ci * kh + i) * kw + j] = x[b, ci, ih, iw]
+                                for cg in range(cpg):
+                                    cols[(b * ho + oh) * wo + ow, ((g * kh + i) * kw + j) * cpg + cg] = \
+                                        x[b, ih, iw, g * cpg + cg]
     return cols
 
 
-GEOMETRIES = [  # x shape, kernel, stride, padding, dilation
-    ((2, 3, 5, 5), (3, 3), (1, 1), (1, 1), (1, 1)),
-    ((2, 3, 7, 6), (3, 3), (2, 2), (1, 1), (1, 1)),
-    ((1, 2, 9, 7), (5, 3), (3, 2), (2, 0), (1, 1)),
-    ((3, 1, 8, 8), (3, 3), (1, 1), (2, 2), (2, 2)),
-    ((2, 4, 7, 7), (1, 1), (2, 2), (0, 0), (1, 1)),
-    ((1, 3, 4, 6), (4, 6), (1, 1), (0, 0), (1, 1)),      # kernel == input
+GEOMETRIES = [  # x shape (N, H, W, C), kernel, stride, padding, dilation, groups
+    ((2, 5, 5, 3), (3, 3), (1, 1), (1, 1), (1, 1), 1),
+    ((2, 7, 6, 3), (3, 3), (2, 2), (1, 1), (1, 1), 1),
+    ((1, 9, 7, 2), (5, 3), (3, 2), (2, 0), (1, 1), 1),
+    ((3, 8, 8, 1), (3, 3), (1, 1), (2, 2), (2, 2), 1),
+    ((2, 7, 7, 4), (1, 1), (2, 2), (0, 0), (1, 1), 1),
+    ((1, 4, 6, 3), (4, 6), (1, 1), (0, 0), (1, 1), 1),      # kernel == input
+    ((2, 6, 5, 6), (3, 3), (1, 1), (1, 1), (1, 1), 3),      # grouped
+    ((2, 7, 7, 4), (3, 2), (2, 1), (1, 1), (2, 1), 2),      # grouped, strided, dilated
 ]
 
 
 def out_hw(shape, kernel, stride, padding, dilation):
-    return tuple((shape[2 + a] + 2 * padding[a] - dilation[a] * (kernel[a] - 1) - 1) // stride[a] + 1
+    return tuple((shape[1 + a] + 2 * padding[a] - dilation[a] * (kernel[a] - 1) - 1) // stride[a] + 1
                  for a in (0, 1))
 
 
 @pytest.mark.parametrize("geo", GEOMETRIES)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_im2col_matches_reference(geo, dtype, device):
-    shape, *rest = geo
+    shape, *rest, groups = geo
     hw = out_hw(shape, *rest)
     x = np.random.default_rng(0).standard_normal(shape).astype(dtype)
-    cols = kernels(device).im2col(dev(x, device), *rest, hw)
-    np.testing.assert_array_equal(backend.to_numpy(cols), naive_im2col(x, *rest, hw))
+    cols = kernels(device).im2col(dev(x, device), *rest, hw, groups=groups)
+    np.testing.assert_array_equal(backend.to_numpy(cols), naive_im2col(x, *rest, hw, groups))
 
 
 @pytest.mark.parametrize("geo", GEOMETRIES)
 def test_col2im_is_the_adjoint_of_im2col(geo, device):
     """<im2col(x), c> == <x, col2im(c)> for all x, c: col2im is exactly im2col's transpose."""
-    shape, *rest = geo
+    shape, *rest, groups = geo
     hw = out_hw(shape, *rest)
     rng = np.random.default_rng(1)
     x = rng.standard_normal(shape)
-    c = rng.standard_normal((shape[0] * hw[0] * hw[1], shape[1] * rest[0][0] * rest[0][1]))
+    c = rng.standard_normal((shape[0] * hw[0] * hw[1], shape[3] * rest[0][0] * rest[0][1]))
     K = kernels(device)
-    lhs = float((backend.to_numpy(K.im2col(dev(x, device), *rest, hw)) * c).sum())
-    rhs = float((x * backend.to_numpy(K.col2im(dev(c, device), shape, *rest, hw))).sum())
+    lhs = float((backend.to_numpy(K.im2col(dev(x, device), *rest, hw, groups=groups)) * c).sum())
+    rhs = float((x * backend.to_numpy(K.col2im(dev(c, device), shape, *rest, hw, groups=groups))).sum())
     assert abs(lhs - rhs) <= 1e-10 * max(1.0, abs(lhs))
 
 
 def test_col2im_writes_into_out_and_overwrites_it(device):
-    shape, *rest = GEOMETRIES[1]
+    shape, *rest, groups = GEOMETRIES[1]
     hw = out_hw(shape, *rest)
     K = kernels(device)
-    c = dev(np.random.default_rng(2).standard_normal((shape[0] * hw[0] * hw[1], shape[1] * 9)), device)
+    c = dev(np.random.default_rng(2).standard_normal((shape[0] * hw[0] * hw[1], shape[3] * 9)), device)
     out = dev(np.full(shape, 123.0), device)                  # garbage must not leak in
     K.col2im(c, shape, *rest, hw, out=out)
     np.testing.assert_allclose(backend.to_numpy(out), backend.to_numpy(K.col2im(c, shape, *rest, hw)))

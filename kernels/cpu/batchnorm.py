@@ -1,20 +1,28 @@
-"""Batch normalisation, training mode, as two fused kernels over x viewed as (N, C, L).
+"""Batch normalisation, training mode, as fused kernels over x viewed as (N, C, L).
 
 Forward: per channel, mean and (biased) variance in two passes with float64
 accumulators, then y = x*scale + shift in a third -- no NumPy temporaries.
 Backward (x̂ = (x - mean)·invstd, M = N·L):
     dbeta  = Σ g          dgamma = Σ g·x̂
     dx     = gamma·invstd · (g - dbeta/M - x̂·dgamma/M)
-Channels are independent, so the parallel loop runs over channels.
+
+Two memory layouts, two loop orders:
+  * NCHW memory, (N, C, L) with L = H*W: channels are independent -- the
+    parallel loop runs over channels, each summing its own planes;
+  * channels-last memory (what conv2d returns), viewed as (M, C, 1): the rows
+    are split into blocks across threads, each block summing all channels at
+    once (a vector over C), then the blocks' partial sums are added.
 """
 import math
 
 import numpy as np
 from numba import njit, prange
 
+# ---------------------------------------------------------------- (N, C, L): channel-parallel
+
 
 @njit(parallel=True, cache=True, fastmath=True)
-def _forward(x, gamma, beta, eps, y, mean, var, invstd):
+def _forward_planes(x, gamma, beta, eps, y, mean, var, invstd):
     n_img, ch, length = x.shape
     count = n_img * length
     for c in prange(ch):
@@ -41,7 +49,7 @@ def _forward(x, gamma, beta, eps, y, mean, var, invstd):
 
 
 @njit(parallel=True, cache=True, fastmath=True)
-def _backward(g, x, mean, invstd, gamma, dx, dgamma, dbeta):
+def _backward_planes(g, x, mean, invstd, gamma, dx, dgamma, dbeta):
     n_img, ch, length = x.shape
     count = n_img * length
     for c in prange(ch):
@@ -64,21 +72,102 @@ def _backward(g, x, mean, invstd, gamma, dx, dgamma, dbeta):
                 dx[n, c, k] = scale * (g[n, c, k] - a - (x[n, c, k] - m) * b)
 
 
+# ---------------------------------------------------------------- (M, C): row-block-parallel
+_BLOCKS = 64          # row blocks: enough to balance the threads, few partial sums to add
+
+
+@njit(parallel=True, cache=True, fastmath=True)
+def _moments_rows(x):
+    rows, ch = x.shape
+    per = (rows + _BLOCKS - 1) // _BLOCKS
+    partial = np.zeros((_BLOCKS, ch), dtype=np.float64)
+    for b in prange(_BLOCKS):
+        acc = partial[b]
+        for r in range(b * per, min(rows, (b + 1) * per)):
+            for c in range(ch):
+                acc[c] += x[r, c]
+    mean = partial.sum(axis=0) / rows
+    partial[:] = 0
+    for b in prange(_BLOCKS):
+        acc = partial[b]
+        for r in range(b * per, min(rows, (b + 1) * per)):
+            for c in range(ch):
+                d = x[r, c] - mean[c]
+                acc[c] += d * d
+    return mean, partial.sum(axis=0) / rows
+
+
+@njit(parallel=True, cache=True, fastmath=True)
+def _affine_rows(x, scale, shift, y):
+    rows, ch = x.shape
+    per = (rows + _BLOCKS - 1) // _BLOCKS
+    for b in prange(_BLOCKS):
+        for r in range(b * per, min(rows, (b + 1) * per)):
+            for c in range(ch):
+                y[r, c] = x[r, c] * scale[c] + shift[c]
+
+
+@njit(parallel=True, cache=True, fastmath=True)
+def _grad_sums_rows(g, x, mean):
+    rows, ch = x.shape
+    per = (rows + _BLOCKS - 1) // _BLOCKS
+    partial = np.zeros((_BLOCKS, 2, ch), dtype=np.float64)
+    for b in prange(_BLOCKS):
+        acc_g, acc_gx = partial[b, 0], partial[b, 1]
+        for r in range(b * per, min(rows, (b + 1) * per)):
+            for c in range(ch):
+                gv = g[r, c]
+                acc_g[c] += gv
+                acc_gx[c] += gv * (x[r, c] - mean[c])
+    total = partial.sum(axis=0)
+    return total[0], total[1]
+
+
+@njit(parallel=True, cache=True, fastmath=True)
+def _dx_rows(g, x, mean, scale, a, b_coef, dx):
+    rows, ch = x.shape
+    per = (rows + _BLOCKS - 1) // _BLOCKS
+    for blk in prange(_BLOCKS):
+        for r in range(blk * per, min(rows, (blk + 1) * per)):
+            for c in range(ch):
+                dx[r, c] = scale[c] * (g[r, c] - a[c] - (x[r, c] - mean[c]) * b_coef[c])
+
+
+# ---------------------------------------------------------------- the interface
 def batch_norm_forward(x, gamma, beta, eps):
-    """x (N, C, L) -> y, mean, var (biased), invstd; the statistics are float64 (C,)."""
+    """x (N, C, L) -> y (same layout), mean, var (biased), invstd; statistics float64 (C,)."""
+    if x.shape[2] == 1 and x[:, :, 0].flags.c_contiguous:          # channels-last rows
+        rows = x[:, :, 0]
+        mean, var = _moments_rows(rows)
+        invstd = 1.0 / np.sqrt(var + eps)
+        scale = (gamma * invstd).astype(x.dtype)
+        shift = (beta - mean * gamma * invstd).astype(x.dtype)
+        y = np.empty_like(x)
+        _affine_rows(rows, scale, shift, y[:, :, 0])
+        return y, mean, var, invstd
     x = np.ascontiguousarray(x)
     ch = x.shape[1]
     y = np.empty_like(x)
     mean, var, invstd = (np.empty(ch, dtype=np.float64) for _ in range(3))
-    _forward(x, gamma, beta, float(eps), y, mean, var, invstd)
+    _forward_planes(x, gamma, beta, float(eps), y, mean, var, invstd)
     return y, mean, var, invstd
 
 
 def batch_norm_backward(g, x, mean, invstd, gamma):
-    """-> dx (N, C, L), dgamma (C,), dbeta (C,)."""
+    """-> dx (N, C, L) in x's layout, dgamma (C,), dbeta (C,)."""
+    count = x.shape[0] * x.shape[2]
+    if x.shape[2] == 1 and x[:, :, 0].flags.c_contiguous:
+        rows, g_rows = x[:, :, 0], np.ascontiguousarray(g[:, :, 0])
+        sum_g, sum_gx = _grad_sums_rows(g_rows, rows, mean)
+        scale = (gamma * invstd).astype(x.dtype)
+        a = (sum_g / count).astype(x.dtype)
+        b = (sum_gx * invstd * invstd / count).astype(x.dtype)
+        dx = np.empty_like(x)
+        _dx_rows(g_rows, rows, mean.astype(x.dtype), scale, a, b, dx[:, :, 0])
+        return dx, (sum_gx * invstd).astype(x.dtype), sum_g.astype(x.dtype)
     g = np.ascontiguousarray(g)
     dx = np.empty_like(x)
     dgamma = np.empty(x.shape[1], dtype=x.dtype)
     dbeta = np.empty(x.shape[1], dtype=x.dtype)
-    _backward(g, x, mean, invstd, gamma, dx, dgamma, dbeta)
+    _backward_planes(g, x, mean, invstd, gamma, dx, dgamma, dbeta)
     return dx, dgamma, dbeta

@@ -1,93 +1,125 @@
 """im2col / col2im: turn a convolution into a matrix product.
 
-Column layout (shared with the CUDA kernels), one row per output pixel:
-    cols[(n*Ho + oh)*Wo + ow, (c*kh + i)*kw + j] = x[n, c, oh*sh - ph + i*dh, ow*sw - pw + j*dw]
-(zero where the index falls in the padding).  Pixel-major rows make every GEMM
-of conv2d run with the pixels as the long dimension and the taps contiguous:
-    forward   out^T (n*L, Cout) = cols @ W^T
-    dW        (Cout, K)         = g^T @ cols
-    dcols     (n*L, K)          = g @ W
-which OpenBLAS runs ~1.6-2x faster than the tap-major layout when Cout is small
-(16 channels: 74 vs 45 GFLOP/s on one core; docs/benchmarks.md).  Columns of
-one channel group are a contiguous block of K.
+Images are channels-last here, x (N, H, W, C); the columns have one row per
+output pixel and, for channel group g, kernel tap (i, j) and channel cg of the
+group (Cg = C / groups channels each):
 
-The kernels work on a zero-padded copy of the input, so their loops have no
-bounds checks, and they fill the columns one output line at a time: the (Wo, K)
-block being written stays in L1 (writing column by column across the whole chunk
-made two threads no faster than one; tap by tap within a line, the inner loop is a
-contiguous read that LLVM vectorises).  They are serial and
-release the GIL: conv2d runs them on chunks of images, one chunk per core at a
-time (``minires.backend.parallel_for``).
+    cols[(n*Ho + oh)*Wo + ow, ((g*kh + i)*kw + j)*Cg + cg] = x[n, oh*sh - ph + i*dh, ow*sw - pw + j*dw, g*Cg + cg]
+
+(zero in the padding).  Why this layout (shared with the CUDA kernels):
+  * for one output pixel and one kernel row i, the taps (j, c) are the input
+    pixels ow-pw .. ow-pw+kw-1 of row ih with all their channels -- one
+    contiguous run of kw*C numbers in channels-last memory.  im2col is a series
+    of short memcpys and col2im a series of short vector adds;
+  * every GEMM of conv2d then runs with the pixels as its long dimension and the
+    taps contiguous, which OpenBLAS does 1.6-2x faster than the tap-major layout
+    when Cout is small (docs/benchmarks.md);
+  * out^T = cols @ W^T is (pixels, Cout): the next layer's channels-last input as is.
+
+The kernels work on a zero-padded copy of the input (no bounds checks in the
+loops), are serial and release the GIL: conv2d runs them on chunks of images,
+one chunk per core at a time (``minires.backend.parallel_for``).
 """
 import numpy as np
-from numba import njit
+from numba import njit, uint64
 
 from .workspace import workspace
 
 
+# Index arithmetic is unsigned on purpose: with signed indices Numba must allow for
+# negative (wrap-around) indexing on every access, which stops LLVM from
+# vectorising the copies -- measured 7x slower.  Everything is non-negative here
+# because the input is padded.  (Mixing uint64 with int64 in Numba gives float64:
+# the wrappers pass the geometry as uint64 and shapes are converted on entry.)
 @njit(nogil=True, cache=True, fastmath=True)
-def _im2col_padded(xpad, cols, kh, kw, sh, sw, dh, dw, ho, wo):
-    n_img, ch = xpad.shape[0], xpad.shape[1]
+def _im2col_padded(xpad, cols, kh, kw, sh, sw, dh, dw, ho, wo, groups):
+    n_img, hp, wp, ch = uint64(xpad.shape[0]), uint64(xpad.shape[1]), uint64(xpad.shape[2]), uint64(xpad.shape[3])
+    ntap = uint64(cols.shape[1])
+    cg = ch // groups
+    run = kw * ch                        # taps (j, c) of one kernel row: contiguous when
+    merged = groups == 1 and dw == 1     # there is one group and no dilation
+    x, out = xpad.reshape(-1), cols.reshape(-1)
     for n in range(n_img):
         for oh in range(ho):
-            # the rows of one output line: a (Wo, K) block that stays in L1 while it fills
-            block = cols[(n * ho + oh) * wo:(n * ho + oh + 1) * wo]
-            for c in range(ch):
+            for ow in range(wo):
+                dst = ((n * ho + oh) * wo + ow) * ntap
                 for i in range(kh):
-                    src = xpad[n, c, oh * sh + i * dh]
-                    for j in range(kw):
-                        col = (c * kh + i) * kw + j
-                        for ow in range(wo):
-                            block[ow, col] = src[ow * sw + j * dw]
+                    src = ((n * hp + oh * sh + i * dh) * wp + ow * sw) * ch
+                    if merged:
+                        d0 = dst + i * run
+                        for t in range(run):
+                            out[d0 + t] = x[src + t]
+                        continue
+                    for g in range(groups):
+                        for j in range(kw):
+                            s0 = src + j * dw * ch + g * cg
+                            d0 = dst + ((g * kh + i) * kw + j) * cg
+                            for t in range(cg):
+                                out[d0 + t] = x[s0 + t]
 
 
 @njit(nogil=True, cache=True, fastmath=True)
-def _col2im_padded(cols, xpad, kh, kw, sh, sw, dh, dw, ho, wo):
+def _col2im_padded(cols, xpad, kh, kw, sh, sw, dh, dw, ho, wo, groups):
     """xpad (zeroed by the caller) += the taps of cols: the adjoint of _im2col_padded."""
-    n_img, ch = xpad.shape[0], xpad.shape[1]
+    n_img, hp, wp, ch = uint64(xpad.shape[0]), uint64(xpad.shape[1]), uint64(xpad.shape[2]), uint64(xpad.shape[3])
+    ntap = uint64(cols.shape[1])
+    cg = ch // groups
+    run = kw * ch
+    merged = groups == 1 and dw == 1
+    x, inp = xpad.reshape(-1), cols.reshape(-1)
     for n in range(n_img):
         for oh in range(ho):
-            block = cols[(n * ho + oh) * wo:(n * ho + oh + 1) * wo]
-            for c in range(ch):
+            for ow in range(wo):
+                src = ((n * ho + oh) * wo + ow) * ntap
                 for i in range(kh):
-                    dst = xpad[n, c, oh * sh + i * dh]
-                    for j in range(kw):
-                        col = (c * kh + i) * kw + j
-                        for ow in range(wo):
-                            dst[ow * sw + j * dw] += block[ow, col]
+                    dst = ((n * hp + oh * sh + i * dh) * wp + ow * sw) * ch
+                    if merged:
+                        s0 = src + i * run
+                        for t in range(run):
+                            x[dst + t] += inp[s0 + t]
+                        continue
+                    for g in range(groups):
+                        for j in range(kw):
+                            d0 = dst + j * dw * ch + g * cg
+                            s0 = src + ((g * kh + i) * kw + j) * cg
+                            for t in range(cg):
+                                x[d0 + t] += inp[s0 + t]
+
+
+def _unsigned(*values):
+    return tuple(np.uint64(v) for v in values)
 
 
 def _padded(x, ph, pw):
-    """x zero-padded, in this thread's reusable buffer (only the interior is rewritten)."""
+    """x (N, H, W, C) zero-padded, in this thread's reusable buffer (only the interior
+    is rewritten; the border stays zero)."""
     if ph == 0 and pw == 0:
         return np.ascontiguousarray(x)
-    n, c, h, w = x.shape
-    xpad = workspace("im2col.padded", (n, c, h + 2 * ph, w + 2 * pw), x.dtype, zero_on_resize=True)
-    xpad[:, :, ph:ph + h, pw:pw + w] = x
+    n, h, w, c = x.shape
+    xpad = workspace("im2col.padded", (n, h + 2 * ph, w + 2 * pw, c), x.dtype, zero_on_resize=True)
+    xpad[:, ph:ph + h, pw:pw + w] = x
     return xpad
 
 
-def im2col(x, kernel, stride, padding, dilation, out_hw, out=None):
-    """x (N, C, H, W) -> cols (N*Ho*Wo, C*kh*kw), written into ``out`` when given."""
-    n, c = x.shape[:2]
+def im2col(x, kernel, stride, padding, dilation, out_hw, groups=1, out=None):
+    """x (N, H, W, C) channels-last -> cols (N*Ho*Wo, C*kh*kw), written into ``out`` when given."""
+    n, c = x.shape[0], x.shape[3]
     (kh, kw), (sh, sw), (ph, pw), (dh, dw), (ho, wo) = kernel, stride, padding, dilation, out_hw
     if out is None:
         out = np.empty((n * ho * wo, c * kh * kw), dtype=x.dtype)
-    _im2col_padded(_padded(x, ph, pw), out, kh, kw, sh, sw, dh, dw, ho, wo)
+    _im2col_padded(_padded(x, ph, pw), out, *_unsigned(kh, kw, sh, sw, dh, dw, ho, wo, groups))
     return out
 
 
-def col2im(cols, x_shape, kernel, stride, padding, dilation, out_hw, out=None):
-    """cols (N*Ho*Wo, C*kh*kw) -> x (N, C, H, W), summing overlapping taps (im2col's adjoint).
-
-    ``out`` (shape x_shape) is overwritten when given.
-    """
+def col2im(cols, x_shape, kernel, stride, padding, dilation, out_hw, groups=1, out=None):
+    """cols (N*Ho*Wo, C*kh*kw) -> x (N, H, W, C) channels-last, summing overlapping taps
+    (im2col's adjoint).  ``out`` (shape x_shape) is overwritten when given."""
     (kh, kw), (sh, sw), (ph, pw), (dh, dw), (ho, wo) = kernel, stride, padding, dilation, out_hw
-    n, c, h, w = x_shape
-    xpad = workspace("col2im.padded", (n, c, h + 2 * ph, w + 2 * pw), cols.dtype)
+    n, h, w, c = x_shape
+    xpad = workspace("col2im.padded", (n, h + 2 * ph, w + 2 * pw, c), cols.dtype)
     xpad[...] = 0
-    _col2im_padded(np.ascontiguousarray(cols), xpad, kh, kw, sh, sw, dh, dw, ho, wo)
+    _col2im_padded(np.ascontiguousarray(cols), xpad, *_unsigned(kh, kw, sh, sw, dh, dw, ho, wo, groups))
     if out is None:
         out = np.empty(x_shape, dtype=cols.dtype)
-    out[...] = xpad[:, :, ph:ph + h, pw:pw + w]
+    out[...] = xpad[:, ph:ph + h, pw:pw + w]
     return out

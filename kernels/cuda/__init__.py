@@ -207,15 +207,15 @@ def workspace(name, shape, dtype, zero_on_resize=False):
     return view
 
 
-def im2col(x, kernel, stride, padding, dilation, out_hw, out=None):
-    """x (N, C, H, W) -> cols (N*Ho*Wo, C*kh*kw), written into ``out`` when given.
+def im2col(x, kernel, stride, padding, dilation, out_hw, groups=1, out=None):
+    """x (N, H, W, C) channels-last -> cols (N*Ho*Wo, C*kh*kw), written into ``out`` when given.
 
     columns.cu: one thread per element of cols.
     """
     t = _ctype(x.dtype, "im2col input")
-    _check_ndim(x, 4, "im2col input (N, C, H, W)")
+    _check_ndim(x, 4, "im2col input (N, H, W, C)")
     x = _as_device(x)
-    n, c, h, w = x.shape
+    n, h, w, c = x.shape
     geo = _geometry(kernel, stride, padding, dilation, out_hw)
     kh, kw, ho, wo = int(geo[0]), int(geo[1]), int(geo[8]), int(geo[9])
     shape = (n * ho * wo, c * kh * kw)
@@ -224,30 +224,31 @@ def im2col(x, kernel, stride, padding, dilation, out_hw, out=None):
     else:
         _check_out(out, shape, x.dtype, "im2col out")
     _launch_1d(_kernel("columns.cu", expr("im2col_kernel", t)), out.size,
-               (x, out, *_ints((n, c, h, w), "input shape"), *geo))
+               (x, out, *_ints((n, h, w, c), "input shape"), *geo, *_ints((groups,), "groups")))
     return out
 
 
-def col2im(cols, x_shape, kernel, stride, padding, dilation, out_hw, out=None):
-    """cols (N*Ho*Wo, C*kh*kw) -> x (N, C, H, W), summing overlapping taps (im2col's adjoint).
+def col2im(cols, x_shape, kernel, stride, padding, dilation, out_hw, groups=1, out=None):
+    """cols (N*Ho*Wo, C*kh*kw) -> x (N, H, W, C) channels-last, summing overlapping taps
+    (im2col's adjoint).
 
-    columns.cu: one thread per input pixel gathering its taps (no atomics); ``out``
+    columns.cu: one thread per input element gathering its taps (no atomics); ``out``
     (C-contiguous, shape x_shape) is overwritten when given.
     """
     t = _ctype(cols.dtype, "col2im columns")
     cols = _as_device(cols)
-    n, c, h, w = (int(s) for s in x_shape)
+    n, h, w, c = (int(s) for s in x_shape)
     geo = _geometry(kernel, stride, padding, dilation, out_hw)
     kh, kw, ho, wo = int(geo[0]), int(geo[1]), int(geo[8]), int(geo[9])
     if tuple(cols.shape) != (n * ho * wo, c * kh * kw):
         raise ValueError(f"col2im: columns of shape {tuple(cols.shape)} do not match x_shape {tuple(x_shape)} "
                          f"and the geometry: expected {(n * ho * wo, c * kh * kw)}")
     if out is None:
-        out = _cupy().empty((n, c, h, w), dtype=cols.dtype)
+        out = _cupy().empty((n, h, w, c), dtype=cols.dtype)
     else:
-        _check_out(out, (n, c, h, w), cols.dtype, "col2im out")
+        _check_out(out, (n, h, w, c), cols.dtype, "col2im out")
     _launch_1d(_kernel("columns.cu", expr("col2im_kernel", t)), out.size,
-               (cols, out, *_ints((n, c, h, w), "x_shape"), *geo))
+               (cols, out, *_ints((n, h, w, c), "x_shape"), *geo, *_ints((groups,), "groups")))
     return out
 
 

@@ -1,25 +1,36 @@
-"""2-d convolution as im2col + GEMM.
+"""2-d convolution as im2col + GEMM, channels-last inside.
 
-For x (N, C, H, W), weight (Cout, C/groups, kh, kw), K = C*kh*kw taps and L = Ho*Wo:
-    cols  = im2col(x)                  (n*L, K)        [kernel: one row per output pixel]
-    out^T = cols @ W^T                 (n*L, Cout)     [BLAS GEMM]  -> (n, Cout, Ho, Wo)
+Tensors are NCHW to the user; conv2d works on channels-last memory, where
+im2col is a series of contiguous copies (see kernels/cpu/columns.py).  For
+x (N, C, H, W), weight (Cout, C/groups, kh, kw), K = C*kh*kw taps, L = Ho*Wo:
+
+    x_cl  = x as (N, H, W, C)           free when x is already channels-last
+    cols  = im2col(x_cl)                (n*L, K)     [kernel: one row per output pixel]
+    out^T = cols @ W^T                  (n*L, Cout)  [BLAS GEMM] = the output, channels-last
 Backward, with g^T the upstream gradient as (n*L, Cout):
-    dW   += g^T^T @ cols               (Cout, K)
-    dcols = g^T @ W                    (n*L, K)  -> col2im -> dx
+    dW   += g^T^T @ cols                (Cout, K)
+    dcols = g^T @ W                     (n*L, K)  -> col2im -> dx (channels-last)
     db    = Σ g
-A channel group is a block of K columns and of Cout, one GEMM per group.
+The output and dx are returned as NCHW views of channels-last memory, so the
+next convolution (and its backward) gets its input without a copy.  A channel
+group is a block of K columns and of Cout: one GEMM per group.
 
 The batch runs in chunks of n images whose columns fit the kernel module's
-workspace (a few MiB on the CPU, so columns stay in cache while the GEMM reads
-them; the whole batch on the GPU), one chunk per core at a time.  Columns are
-recomputed in backward rather than saved: ResNet-20's would take ~0.9 GB at
-batch 128.
+workspace (about a core's L2 on the CPU; the whole batch on the GPU), one chunk
+per core at a time.  Columns are recomputed in backward rather than saved:
+ResNet-20's would take ~0.9 GB at batch 128.
 """
 from __future__ import annotations
 
 from .. import backend
 from ..tensor import Tensor
 from ._util import check_rank, check_same_device, check_same_dtype, check_tensor, pair, shape_str
+
+
+def channels_last(xp, a):
+    """An NCHW array's data as a C-contiguous (N, H, W, C) array (no copy when its
+    memory is already channels-last, as every conv2d output is)."""
+    return xp.ascontiguousarray(a.transpose(0, 2, 3, 1))
 
 
 def conv_output_size(size, kernel, stride, padding, dilation):
@@ -63,49 +74,52 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     chunk = max(1, min(n, K.CONV_WORKSPACE_BYTES // (taps * plane * x.dtype.itemsize)))
     chunks = [(n0, min(n, n0 + chunk)) for n0 in range(0, n, chunk)]
     k_g, o_g = taps // groups, c_out // groups                 # taps and outputs per group
-    w2 = weight.data.reshape(c_out, k_g)                        # (Cout, K/groups)
-    groups_ = [(slice(gi * o_g, (gi + 1) * o_g), slice(gi * k_g, (gi + 1) * k_g)) for gi in range(groups)]
+    # W as (Cout, K/groups) with the taps in the columns' order: (i, j, channel of the group)
+    w2 = xp.ascontiguousarray(weight.data.transpose(0, 2, 3, 1)).reshape(c_out, k_g)
+    blocks = [(slice(gi * o_g, (gi + 1) * o_g), slice(gi * k_g, (gi + 1) * k_g)) for gi in range(groups)]
+    x_cl = channels_last(xp, x.data)                            # (N, H, W, C)
 
     def columns(n0, n1):
         cols = K.workspace("conv2d.cols", ((n1 - n0) * plane, taps), x.dtype)
-        return K.im2col(x.data[n0:n1], *geometry, out=cols)     # (n*L, K)
+        return K.im2col(x_cl[n0:n1], *geometry, groups=groups, out=cols)   # (n*L, K)
 
-    out = xp.empty((n, c_out, ho, wo), dtype=x.dtype)
+    out_cl = xp.empty((n, ho, wo, c_out), dtype=x.dtype)        # channels-last output
 
     def forward_share(share):
         for n0, n1 in share:
-            cols = columns(n0, n1)
-            res = K.workspace("conv2d.out_t", (cols.shape[0], c_out), x.dtype)   # out^T (n*L, Cout)
-            for o, k in groups_:
+            cols, res = columns(n0, n1), out_cl[n0:n1].reshape(-1, c_out)
+            for o, k in blocks:
                 xp.matmul(cols[:, k], w2[o].T, out=res[:, o])
-            out[n0:n1] = res.reshape(n1 - n0, plane, c_out).transpose(0, 2, 1).reshape(n1 - n0, c_out, ho, wo)
     backend.parallel_for(xp, forward_share, chunks)
     if bias is not None:
-        out += bias.data.reshape(1, c_out, 1, 1)
+        out_cl += bias.data
+    out = out_cl.transpose(0, 3, 1, 2)                          # NCHW view
 
     def backward(g):
-        gx = xp.empty(x.shape, dtype=x.dtype) if x.requires_grad else None
+        g_cl = channels_last(xp, g)
+        gx_cl = xp.empty((n, h, w, c), dtype=x.dtype) if x.requires_grad else None
 
         def backward_share(share):
             """dx for the share's images; its partial dW (summed over shares below)."""
             gw = xp.zeros((c_out, k_g), dtype=x.dtype) if weight.requires_grad else None
             for n0, n1 in share:
-                gt = K.workspace("conv2d.g_t", (n1 - n0, plane, c_out), x.dtype)
-                gt[...] = g[n0:n1].reshape(n1 - n0, c_out, plane).transpose(0, 2, 1)
-                gt = gt.reshape(-1, c_out)                          # g^T (n*L, Cout)
+                gt = g_cl[n0:n1].reshape(-1, c_out)                 # g^T (n*L, Cout)
                 if gw is not None:
                     cols = columns(n0, n1)
-                    for o, k in groups_:
+                    for o, k in blocks:
                         gw[o] += gt[:, o].T @ cols[:, k]
-                if gx is not None:
+                if gx_cl is not None:
                     dcols = K.workspace("conv2d.dcols", (gt.shape[0], taps), x.dtype)
-                    for o, k in groups_:
+                    for o, k in blocks:
                         xp.matmul(gt[:, o], w2[o], out=dcols[:, k])
-                    K.col2im(dcols, (n1 - n0, c, h, w), *geometry, out=gx[n0:n1])
+                    K.col2im(dcols, (n1 - n0, h, w, c), *geometry, groups=groups, out=gx_cl[n0:n1])
             return gw
         partial_gw = backend.parallel_for(xp, backward_share, chunks)
-        gw = sum(partial_gw[1:], partial_gw[0]).reshape(weight.shape) if weight.requires_grad else None
-        grads = (gx, gw)
+        gw = None
+        if weight.requires_grad:
+            gw = sum(partial_gw[1:], partial_gw[0]).reshape(c_out, kh, kw, c // groups).transpose(0, 3, 1, 2)
+        gx = gx_cl.transpose(0, 3, 1, 2) if gx_cl is not None else None
+        grads = (gx, None if gw is None else xp.ascontiguousarray(gw))
         if bias is not None:
             grads += (g.sum(axis=(0, 2, 3)) if bias.requires_grad else None,)
         return grads

@@ -36,7 +36,8 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None,
     xp, K = x.xp, backend.kernels_for(x.xp)
     gamma = weight.data if weight is not None else xp.ones(c, dtype=x.dtype)
     beta = bias.data if bias is not None else xp.zeros(c, dtype=x.dtype)
-    x3 = x.data.reshape(n, c, -1)
+    cl = is_channels_last(x.data)
+    x3 = channel_view(x.data, cl)                      # (A, C, B), no copy
     count = x3.shape[0] * x3.shape[2]
     parents = (x, *params)
 
@@ -51,9 +52,9 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None,
             running_var.data[...] = (1 - momentum) * running_var.data + momentum * with_unbiased
 
         def backward(g):
-            dx, dgamma, dbeta = K.batch_norm_backward(g.reshape(x3.shape), x3, mean, invstd, gamma)
-            return _select(x, weight, bias, dx.reshape(x.shape), dgamma, dbeta)
-        return Tensor.from_op(y3.reshape(x.shape), parents, backward, "batch_norm")
+            dx, dgamma, dbeta = K.batch_norm_backward(channel_view(g, cl, copy=True), x3, mean, invstd, gamma)
+            return _select(x, weight, bias, from_channel_view(dx, x.shape, cl), dgamma, dbeta)
+        return Tensor.from_op(from_channel_view(y3, x.shape, cl), parents, backward, "batch_norm")
 
     mean = running_mean.data.astype(x.dtype)          # copies: later updates
     invstd = 1.0 / xp.sqrt(running_var.data.astype(x.dtype) + eps)   # must not leak in
@@ -61,11 +62,35 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None,
     y3 = x3 * scale[:, None] + (beta - mean * scale)[:, None]
 
     def backward_eval(g):
-        g3 = g.reshape(x3.shape)
+        g3 = channel_view(g, cl, copy=True)
         xhat = (x3 - mean[:, None]) * invstd[:, None]
-        return _select(x, weight, bias, (g3 * scale[:, None]).reshape(x.shape),
+        return _select(x, weight, bias, from_channel_view(g3 * scale[:, None], x.shape, cl),
                        (g3 * xhat).sum(axis=(0, 2)), g3.sum(axis=(0, 2)))
-    return Tensor.from_op(y3.reshape(x.shape), parents, backward_eval, "batch_norm")
+    return Tensor.from_op(from_channel_view(y3, x.shape, cl), parents, backward_eval, "batch_norm")
+
+
+def is_channels_last(a):
+    """True for a 4-d NCHW array whose memory is (N, H, W, C) -- conv2d's outputs."""
+    return a.ndim == 4 and a.transpose(0, 2, 3, 1).flags.c_contiguous and not a.flags.c_contiguous
+
+
+def channel_view(a, channels_last, copy=False):
+    """(A, C, B) with the channels on axis 1: (N, C, H*W) for NCHW memory, (N*H*W, C, 1)
+    for channels-last memory.  A view of ``a`` when its layout allows (copy=True: else a copy)."""
+    if channels_last:
+        rows = a.transpose(0, 2, 3, 1)
+        if copy:
+            rows = rows.copy() if not rows.flags.c_contiguous else rows
+        return rows.reshape(-1, a.shape[1])[:, :, None]
+    return a.reshape(a.shape[0], a.shape[1], -1)
+
+
+def from_channel_view(a3, shape, channels_last):
+    """The inverse of channel_view: back to an (N, C, ...) array of ``shape``."""
+    if channels_last:
+        n, c, h, w = shape
+        return a3[:, :, 0].reshape(n, h, w, c).transpose(0, 3, 1, 2)
+    return a3.reshape(shape)
 
 
 def _select(x, weight, bias, dx, dgamma, dbeta):
