@@ -16,89 +16,86 @@ group (Cg = C / groups channels each):
     when Cout is small (docs/benchmarks.md);
   * out^T = cols @ W^T is (pixels, Cout): the next layer's channels-last input as is.
 
-The kernels work on a zero-padded copy of the input (no bounds checks in the
-loops), are serial and release the GIL: conv2d runs them on chunks of images,
-one chunk per core at a time (``minires.backend.parallel_for``).
+The kernels are serial and release the GIL: conv2d runs them on chunks of
+images, one chunk per core at a time (``minires.backend.parallel_for``).
 """
 import numpy as np
 from numba import njit, uint64
 
-from .workspace import workspace
 
 
-# Index arithmetic is unsigned on purpose: with signed indices Numba must allow for
-# negative (wrap-around) indexing on every access, which stops LLVM from
-# vectorising the copies -- measured 7x slower.  Everything is non-negative here
-# because the input is padded.  (Mixing uint64 with int64 in Numba gives float64:
-# the wrappers pass the geometry as uint64 and shapes are converted on entry.)
+# The loops decide with signed arithmetic whether a tap falls in the padding, then
+# index with unsigned integers: with signed indices Numba must allow for negative
+# (wrap-around) indexing on every access, which stops LLVM from vectorising the
+# copies -- measured 7x slower.  (In Numba, uint64 mixed with int64 gives float64,
+# so each index is converted once, after the bounds logic.)
 @njit(nogil=True, cache=True, fastmath=True)
-def _im2col_padded(xpad, cols, kh, kw, sh, sw, dh, dw, ho, wo, groups):
-    n_img, hp, wp, ch = uint64(xpad.shape[0]), uint64(xpad.shape[1]), uint64(xpad.shape[2]), uint64(xpad.shape[3])
-    ntap = uint64(cols.shape[1])
+def _im2col(x, cols, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, groups):
+    n_img, h, w, ch = x.shape
     cg = ch // groups
-    run = kw * ch                        # taps (j, c) of one kernel row: contiguous when
+    run = uint64(kw * ch)                # taps (j, c) of one kernel row: contiguous when
     merged = groups == 1 and dw == 1     # there is one group and no dilation
-    x, out = xpad.reshape(-1), cols.reshape(-1)
+    ntap = cols.shape[1]
+    src, out = x.reshape(-1), cols.reshape(-1)
     for n in range(n_img):
         for oh in range(ho):
             for ow in range(wo):
-                dst = ((n * ho + oh) * wo + ow) * ntap
+                row = ((n * ho + oh) * wo + ow) * ntap
+                iw0 = ow * sw - pw
                 for i in range(kh):
-                    src = ((n * hp + oh * sh + i * dh) * wp + ow * sw) * ch
-                    if merged:
-                        d0 = dst + i * run
-                        for t in range(run):
-                            out[d0 + t] = x[src + t]
+                    ih = oh * sh - ph + i * dh
+                    line = ((n * h + ih) * w) * ch
+                    if merged and 0 <= ih < h and 0 <= iw0 and iw0 + kw <= w:
+                        s0, d0 = uint64(line + iw0 * ch), uint64(row + i * kw * ch)
+                        for t in range(run):                    # the common case: one run
+                            out[d0 + t] = src[s0 + t]
                         continue
                     for g in range(groups):
                         for j in range(kw):
-                            s0 = src + j * dw * ch + g * cg
-                            d0 = dst + ((g * kh + i) * kw + j) * cg
-                            for t in range(cg):
-                                out[d0 + t] = x[s0 + t]
+                            d0 = uint64(row + ((g * kh + i) * kw + j) * cg)
+                            iw = iw0 + j * dw
+                            if 0 <= ih < h and 0 <= iw < w:
+                                s0 = uint64(line + iw * ch + g * cg)
+                                for t in range(uint64(cg)):
+                                    out[d0 + t] = src[s0 + t]
+                            else:                               # padding
+                                for t in range(uint64(cg)):
+                                    out[d0 + t] = 0
 
 
 @njit(nogil=True, cache=True, fastmath=True)
-def _col2im_padded(cols, xpad, kh, kw, sh, sw, dh, dw, ho, wo, groups):
-    """xpad (zeroed by the caller) += the taps of cols: the adjoint of _im2col_padded."""
-    n_img, hp, wp, ch = uint64(xpad.shape[0]), uint64(xpad.shape[1]), uint64(xpad.shape[2]), uint64(xpad.shape[3])
-    ntap = uint64(cols.shape[1])
+def _col2im(cols, x, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, groups):
+    """x = the sum of the taps of cols that read each element: the adjoint of _im2col."""
+    n_img, h, w, ch = x.shape
     cg = ch // groups
-    run = kw * ch
+    run = uint64(kw * ch)
     merged = groups == 1 and dw == 1
-    x, inp = xpad.reshape(-1), cols.reshape(-1)
+    ntap = cols.shape[1]
+    dst, inp = x.reshape(-1), cols.reshape(-1)
+    dst[:] = 0
     for n in range(n_img):
         for oh in range(ho):
             for ow in range(wo):
-                src = ((n * ho + oh) * wo + ow) * ntap
+                row = ((n * ho + oh) * wo + ow) * ntap
+                iw0 = ow * sw - pw
                 for i in range(kh):
-                    dst = ((n * hp + oh * sh + i * dh) * wp + ow * sw) * ch
-                    if merged:
-                        s0 = src + i * run
+                    ih = oh * sh - ph + i * dh
+                    if ih < 0 or ih >= h:
+                        continue
+                    line = ((n * h + ih) * w) * ch
+                    if merged and 0 <= iw0 and iw0 + kw <= w:
+                        d0, s0 = uint64(line + iw0 * ch), uint64(row + i * kw * ch)
                         for t in range(run):
-                            x[dst + t] += inp[s0 + t]
+                            dst[d0 + t] += inp[s0 + t]
                         continue
                     for g in range(groups):
                         for j in range(kw):
-                            d0 = dst + j * dw * ch + g * cg
-                            s0 = src + ((g * kh + i) * kw + j) * cg
-                            for t in range(cg):
-                                x[d0 + t] += inp[s0 + t]
-
-
-def _unsigned(*values):
-    return tuple(np.uint64(v) for v in values)
-
-
-def _padded(x, ph, pw):
-    """x (N, H, W, C) zero-padded, in this thread's reusable buffer (only the interior
-    is rewritten; the border stays zero)."""
-    if ph == 0 and pw == 0:
-        return np.ascontiguousarray(x)
-    n, h, w, c = x.shape
-    xpad = workspace("im2col.padded", (n, h + 2 * ph, w + 2 * pw, c), x.dtype, zero_on_resize=True)
-    xpad[:, ph:ph + h, pw:pw + w] = x
-    return xpad
+                            iw = iw0 + j * dw
+                            if 0 <= iw < w:
+                                d0 = uint64(line + iw * ch + g * cg)
+                                s0 = uint64(row + ((g * kh + i) * kw + j) * cg)
+                                for t in range(uint64(cg)):
+                                    dst[d0 + t] += inp[s0 + t]
 
 
 def im2col(x, kernel, stride, padding, dilation, out_hw, groups=1, out=None):
@@ -107,19 +104,15 @@ def im2col(x, kernel, stride, padding, dilation, out_hw, groups=1, out=None):
     (kh, kw), (sh, sw), (ph, pw), (dh, dw), (ho, wo) = kernel, stride, padding, dilation, out_hw
     if out is None:
         out = np.empty((n * ho * wo, c * kh * kw), dtype=x.dtype)
-    _im2col_padded(_padded(x, ph, pw), out, *_unsigned(kh, kw, sh, sw, dh, dw, ho, wo, groups))
+    _im2col(np.ascontiguousarray(x), out, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, groups)
     return out
 
 
 def col2im(cols, x_shape, kernel, stride, padding, dilation, out_hw, groups=1, out=None):
     """cols (N*Ho*Wo, C*kh*kw) -> x (N, H, W, C) channels-last, summing overlapping taps
-    (im2col's adjoint).  ``out`` (shape x_shape) is overwritten when given."""
+    (im2col's adjoint).  ``out`` (C-contiguous, shape x_shape) is overwritten when given."""
     (kh, kw), (sh, sw), (ph, pw), (dh, dw), (ho, wo) = kernel, stride, padding, dilation, out_hw
-    n, h, w, c = x_shape
-    xpad = workspace("col2im.padded", (n, h + 2 * ph, w + 2 * pw, c), cols.dtype)
-    xpad[...] = 0
-    _col2im_padded(np.ascontiguousarray(cols), xpad, *_unsigned(kh, kw, sh, sw, dh, dw, ho, wo, groups))
     if out is None:
         out = np.empty(x_shape, dtype=cols.dtype)
-    out[...] = xpad[:, ph:ph + h, pw:pw + w]
+    _col2im(np.ascontiguousarray(cols), out, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, groups)
     return out

@@ -185,26 +185,18 @@ def _geometry(kernel, stride, padding, dilation, out_hw):
 
 # ------------------------------------------------------------------ columns
 _workspaces = {}             # (name, dtype) -> flat device buffer
-_workspace_shapes = {}
 
 
-def workspace(name, shape, dtype, zero_on_resize=False):
-    """A reusable device array of ``shape``, valid until the next call with the same
-    ``name`` (the CPU module keeps one set per thread; the GPU has one host thread).
-    Once warm, a training step allocates nothing here -- what CUDA-graph capture needs.
-    With ``zero_on_resize``, the array is zeroed whenever its shape changes."""
-    cp = _cupy()
-    shape, key = tuple(int(s) for s in shape), (name, np.dtype(dtype))
-    size = int(np.prod(shape))
+def workspace(name, shape, dtype):
+    """A reusable device array of ``shape`` (contents undefined), valid until the next
+    call with the same ``name`` and dtype (the CPU module keeps one set per thread; the
+    GPU has one host thread).  Once warm, a training step allocates nothing here --
+    what CUDA-graph capture needs."""
+    key, size = (name, np.dtype(dtype)), int(np.prod(shape))
     flat = _workspaces.get(key)
-    fresh = flat is None or flat.size < size
-    if fresh:
-        flat = _workspaces[key] = cp.empty(size, dtype=key[1])
-    view = flat[:size].reshape(shape)
-    if zero_on_resize and (fresh or _workspace_shapes.get(key) != shape):
-        view.fill(0)
-    _workspace_shapes[key] = shape
-    return view
+    if flat is None or flat.size < size:
+        flat = _workspaces[key] = _cupy().empty(size, dtype=key[1])
+    return flat[:size].reshape(tuple(int(s) for s in shape))
 
 
 def im2col(x, kernel, stride, padding, dilation, out_hw, groups=1, out=None):
