@@ -16,7 +16,7 @@ Two memory layouts, two loop orders:
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, uint64
 
 # ---------------------------------------------------------------- (N, C, L): channel-parallel
 
@@ -73,26 +73,33 @@ def _backward_planes(g, x, mean, invstd, gamma, dx, dgamma, dbeta):
 
 
 # ---------------------------------------------------------------- (M, C): row-block-parallel
-_BLOCKS = 64          # row blocks: enough to balance the threads, few partial sums to add
+# Rows are split into _BLOCKS blocks (enough to balance the threads, few partial
+# sums to add); indices are unsigned so that LLVM vectorises over the channels
+# (signed ones make Numba check for wrap-around on every access).
+_BLOCKS = 64
 
 
 @njit(parallel=True, cache=True, fastmath=True)
 def _moments_rows(x):
+    """Per-channel mean and biased variance of x (M, C): float64, two passes."""
     rows, ch = x.shape
+    flat = x.reshape(-1)
     per = (rows + _BLOCKS - 1) // _BLOCKS
     partial = np.zeros((_BLOCKS, ch), dtype=np.float64)
     for b in prange(_BLOCKS):
         acc = partial[b]
         for r in range(b * per, min(rows, (b + 1) * per)):
-            for c in range(ch):
-                acc[c] += x[r, c]
+            base = uint64(r * ch)
+            for c in range(uint64(ch)):
+                acc[c] += flat[base + c]
     mean = partial.sum(axis=0) / rows
     partial[:] = 0
     for b in prange(_BLOCKS):
         acc = partial[b]
         for r in range(b * per, min(rows, (b + 1) * per)):
-            for c in range(ch):
-                d = x[r, c] - mean[c]
+            base = uint64(r * ch)
+            for c in range(uint64(ch)):
+                d = flat[base + c] - mean[c]
                 acc[c] += d * d
     return mean, partial.sum(axis=0) / rows
 
@@ -100,25 +107,30 @@ def _moments_rows(x):
 @njit(parallel=True, cache=True, fastmath=True)
 def _affine_rows(x, scale, shift, y):
     rows, ch = x.shape
+    src, dst = x.reshape(-1), y.reshape(-1)
     per = (rows + _BLOCKS - 1) // _BLOCKS
     for b in prange(_BLOCKS):
         for r in range(b * per, min(rows, (b + 1) * per)):
-            for c in range(ch):
-                y[r, c] = x[r, c] * scale[c] + shift[c]
+            base = uint64(r * ch)
+            for c in range(uint64(ch)):
+                dst[base + c] = src[base + c] * scale[c] + shift[c]
 
 
 @njit(parallel=True, cache=True, fastmath=True)
 def _grad_sums_rows(g, x, mean):
+    """Per channel: Σ g and Σ g·(x - mean), float64."""
     rows, ch = x.shape
+    gf, xf = g.reshape(-1), x.reshape(-1)
     per = (rows + _BLOCKS - 1) // _BLOCKS
     partial = np.zeros((_BLOCKS, 2, ch), dtype=np.float64)
     for b in prange(_BLOCKS):
         acc_g, acc_gx = partial[b, 0], partial[b, 1]
         for r in range(b * per, min(rows, (b + 1) * per)):
-            for c in range(ch):
-                gv = g[r, c]
+            base = uint64(r * ch)
+            for c in range(uint64(ch)):
+                gv = gf[base + c]
                 acc_g[c] += gv
-                acc_gx[c] += gv * (x[r, c] - mean[c])
+                acc_gx[c] += gv * (xf[base + c] - mean[c])
     total = partial.sum(axis=0)
     return total[0], total[1]
 
@@ -126,11 +138,13 @@ def _grad_sums_rows(g, x, mean):
 @njit(parallel=True, cache=True, fastmath=True)
 def _dx_rows(g, x, mean, scale, a, b_coef, dx):
     rows, ch = x.shape
+    gf, xf, out = g.reshape(-1), x.reshape(-1), dx.reshape(-1)
     per = (rows + _BLOCKS - 1) // _BLOCKS
     for blk in prange(_BLOCKS):
         for r in range(blk * per, min(rows, (blk + 1) * per)):
-            for c in range(ch):
-                dx[r, c] = scale[c] * (g[r, c] - a[c] - (x[r, c] - mean[c]) * b_coef[c])
+            base = uint64(r * ch)
+            for c in range(uint64(ch)):
+                out[base + c] = scale[c] * (gf[base + c] - a[c] - (xf[base + c] - mean[c]) * b_coef[c])
 
 
 # ---------------------------------------------------------------- the interface
