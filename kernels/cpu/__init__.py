@@ -10,6 +10,10 @@
     avg_pool2d_backward(g, x_shape, kernel, stride, padding, count_include_pad) -> dx
 
     workspace(name, shape, dtype) -> a reusable scratch array (per thread on the CPU)
+    matmul(a, b, out=None) -> a @ b (BLAS here; cuBLAS or minires's own GEMM on the GPU)
+    cross_entropy_forward(logits, target) -> losses, lse
+    cross_entropy_backward(logits, target, lse, g, scale) -> d logits
+    sgd_step(params, grads, bufs, lr, momentum, weight_decay, dampening, nesterov, first_step)
 
 kernel/stride/padding/dilation/out_hw are (h, w) pairs; im2col and col2im take an optional
 ``out=`` array to write into.  CONV_WORKSPACE_BYTES bounds the columns of one chunk of
@@ -34,8 +38,12 @@ CONV_WORKSPACE_BYTES = 4 << 20   # one chunk's columns: L2/L3-resident while the
 
 from .batchnorm import batch_norm_backward, batch_norm_forward
 from .columns import col2im, im2col
+from numpy import matmul
+
+from .loss import cross_entropy_backward, cross_entropy_forward
+from .optim import sgd_step
 from .workspace import workspace
 from .pooling import avg_pool2d_backward, avg_pool2d_forward, max_pool2d_backward, max_pool2d_forward
 
-__all__ = ["workspace", "im2col", "col2im", "batch_norm_forward", "batch_norm_backward",
+__all__ = ["workspace", "matmul", "cross_entropy_forward", "cross_entropy_backward", "sgd_step", "im2col", "col2im", "batch_norm_forward", "batch_norm_backward",
            "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward"]

@@ -6,7 +6,7 @@ x (N, C, H, W), weight (Cout, C/groups, kh, kw), K = C*kh*kw taps, L = Ho*Wo:
 
     x_cl  = x as (N, H, W, C)           free when x is already channels-last
     cols  = im2col(x_cl)                (n*L, K)     [kernel: one row per output pixel]
-    out^T = cols @ W^T                  (n*L, Cout)  [BLAS GEMM] = the output, channels-last
+    out^T = cols @ W^T                  (n*L, Cout)  [GEMM: K.matmul] = the output, channels-last
 Backward, with g^T the upstream gradient as (n*L, Cout):
     dW   += g^T^T @ cols                (Cout, K)
     dcols = g^T @ W                     (n*L, K)  -> col2im -> dx (channels-last)
@@ -89,7 +89,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
         for n0, n1 in share:
             cols, res = columns(n0, n1), out_cl[n0:n1].reshape(-1, c_out)
             for o, k in blocks:
-                xp.matmul(cols[:, k], w2[o].T, out=res[:, o])
+                K.matmul(cols[:, k], w2[o].T, out=res[:, o])
     backend.parallel_for(xp, forward_share, chunks)
     if bias is not None:
         out_cl += bias.data
@@ -107,11 +107,11 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
                 if gw is not None:
                     cols = columns(n0, n1)
                     for o, k in blocks:
-                        gw[o] += gt[:, o].T @ cols[:, k]
+                        gw[o] += K.matmul(gt[:, o].T, cols[:, k])
                 if gx_cl is not None:
                     dcols = K.workspace("conv2d.dcols", (gt.shape[0], taps), x.dtype)
                     for o, k in blocks:
-                        xp.matmul(gt[:, o], w2[o], out=dcols[:, k])
+                        K.matmul(gt[:, o], w2[o], out=dcols[:, k])
                     K.col2im(dcols, (n1 - n0, h, w, c), *geometry, groups=groups, out=gx_cl[n0:n1])
             return gw
         partial_gw = backend.parallel_for(xp, backward_share, chunks)

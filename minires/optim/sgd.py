@@ -80,22 +80,32 @@ class SGD(Optimizer):
                                       nesterov=nesterov, dampening=dampening))
 
     def step(self):
+        """One update of every parameter that has a gradient: one kernel call per group
+        (on the GPU a single launch covers the group's parameters)."""
         with no_grad():
             for group in self.param_groups:
-                lr, mom, wd = group["lr"], group["momentum"], group["weight_decay"]
-                for p in group["params"]:
-                    if p.grad is None:
-                        continue
-                    g = p.grad.data
-                    if wd:
-                        g = g + wd * p.data
-                    if mom:
-                        state = self.state.setdefault(id(p), {})
-                        buf = state.get("momentum_buffer")
-                        if buf is None:
-                            buf = state["momentum_buffer"] = g.copy()
-                        else:
-                            buf *= mom
-                            buf += (1 - group["dampening"]) * g
-                        g = g + mom * buf if group["nesterov"] else buf
-                    p.data -= lr * g
+                live = [p for p in group["params"] if p.grad is not None]
+                if not live:
+                    continue
+                xp = backend.get_array_module(live[0].data)
+                K = backend.kernels_for(xp)
+                hyper = (group["lr"], group["momentum"], group["weight_decay"],
+                         group["dampening"], group["nesterov"])
+
+                def update(params, first_step):
+                    bufs = ([self.state[id(p)]["momentum_buffer"] for p in params]
+                            if group["momentum"] else None)
+                    K.sgd_step([p.data for p in params],
+                               [xp.ascontiguousarray(p.grad.data) for p in params],
+                               bufs, *hyper, first_step=first_step)
+                if not group["momentum"]:
+                    update(live, False)
+                    continue
+                # PyTorch starts a momentum buffer at the parameter's first gradient
+                fresh = [p for p in live if id(p) not in self.state]
+                for p in fresh:
+                    self.state[id(p)] = {"momentum_buffer": xp.empty_like(p.data)}
+                seen = [p for p in live if p not in fresh]
+                for params, first in ((seen, False), (fresh, True)):
+                    if params:
+                        update(params, first)
