@@ -38,7 +38,7 @@ CONV_WORKSPACE_BYTES = 4 << 20   # one chunk's columns: L2/L3-resident while the
 
 from .batchnorm import batch_norm_backward, batch_norm_forward
 from .columns import col2im, im2col
-from numpy import matmul
+from .gemm import matmul
 
 from .loss import cross_entropy_backward, cross_entropy_forward
 from .optim import sgd_step
