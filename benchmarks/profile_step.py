@@ -1,0 +1,124 @@
+"""Where a ResNet-20 training step spends its time: GEMM, im2col/col2im, batch norm, the rest.
+
+    python benchmarks/profile_step.py [--device cpu|cuda] [--batch 128] [--steps 10]
+
+Every function of the device's kernel module is wrapped with a timer:
+  * GPU: CUDA events around each call (no synchronisation inside the step), so a
+    category's time is the device time of its kernels; "Python/launch overhead"
+    is the wall time of the step minus the device time of all kernels.
+  * CPU: wall-clock time summed over the threads that ran the kernel, divided by
+    the number of threads (conv2d runs chunks on all cores at once); the rest of
+    the step (NumPy elementwise ops, autograd bookkeeping) is "other".
+"""
+import argparse
+import collections
+import time
+
+import numpy as np
+
+import minires as mr
+from minires import backend
+from minires.nn import functional as F
+
+CATEGORIES = {
+    "matmul": "GEMM", "gemm": "GEMM",
+    "im2col": "im2col/col2im", "col2im": "im2col/col2im",
+    "batch_norm_forward": "batch norm", "batch_norm_backward": "batch norm",
+    "batch_norm_relu_forward": "batch norm", "batch_norm_relu_backward": "batch norm",
+    "cross_entropy_forward": "loss", "cross_entropy_backward": "loss",
+    "sgd_step": "SGD", "max_pool2d_forward": "pooling", "max_pool2d_backward": "pooling",
+    "avg_pool2d_forward": "pooling", "avg_pool2d_backward": "pooling",
+}
+
+
+def instrument(K, device):
+    """Wrap K's kernels with timers; returns (reset, read): read() gives seconds per category."""
+    import threading
+    lock = threading.Lock()
+    events = []                                   # GPU: (category, start event, end event)
+    seconds = collections.defaultdict(float)      # CPU: summed thread time
+    cp = backend.cupy_module() if device == "cuda" else None
+
+    def wrap(name, fn):
+        category = CATEGORIES[name]
+
+        def timed(*args, **kwargs):
+            if cp is not None:
+                start, end = cp.cuda.Event(), cp.cuda.Event()
+                start.record()
+                out = fn(*args, **kwargs)
+                end.record()
+                events.append((category, start, end))
+                return out
+            t0 = time.perf_counter()
+            out = fn(*args, **kwargs)
+            with lock:
+                seconds[category] += time.perf_counter() - t0
+            return out
+        return timed
+    for name in CATEGORIES:
+        if hasattr(K, name):
+            setattr(K, name, wrap(name, getattr(K, name)))
+
+    def reset():
+        events.clear()
+        seconds.clear()
+
+    def read():
+        if cp is not None:
+            cp.cuda.Device().synchronize()
+            out = collections.defaultdict(float)
+            for category, start, end in events:
+                out[category] += cp.cuda.get_elapsed_time(start, end) / 1000
+            return out
+        threads = backend.num_threads()
+        return {k: v / (threads if k in ("GEMM", "im2col/col2im") else 1) for k, v in seconds.items()}
+    return reset, read
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--steps", type=int, default=10)
+    args = ap.parse_args()
+    device = args.device
+    xp = backend.xp_for_device(device)
+    K = backend.kernels_for(xp)
+    mr.manual_seed(0)
+    model = mr.models.resnet20().to(device)
+    opt = mr.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    rng = np.random.default_rng(0)
+    x = mr.tensor(rng.standard_normal((args.batch, 3, 32, 32)).astype(np.float32), device=device)
+    y = mr.tensor(rng.integers(0, 10, args.batch), device=device)
+    sync = (lambda: backend.cupy_module().cuda.Device().synchronize()) if device == "cuda" else (lambda: None)
+
+    def step():
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    for _ in range(3):
+        step()
+    sync()
+    reset, read = instrument(K, device)
+    for _ in range(2):
+        step()
+    sync()
+    reset()
+    t0 = time.perf_counter()
+    for _ in range(args.steps):
+        step()
+    sync()
+    wall = (time.perf_counter() - t0) / args.steps
+    parts = {k: v / args.steps for k, v in read().items()}
+    rest_name = "Python/launch overhead + other" if device == "cuda" else "other (elementwise, autograd)"
+    parts[rest_name] = max(0.0, wall - sum(parts.values()))
+    print(f"# ResNet-20 step, batch {args.batch}, {device}: {1000 * wall:.1f} ms (instrumented)")
+    for k, v in sorted(parts.items(), key=lambda kv: -kv[1]):
+        print(f"{k:<34}{1000 * v:9.1f} ms  {100 * v / wall:5.1f} %")
+
+
+if __name__ == "__main__":
+    main()
