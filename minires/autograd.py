@@ -37,8 +37,8 @@ def no_grad():
     return set_grad_enabled(False)
 
 
-def topological_order(root):
-    """Tensors that ``root`` depends on (and that require grad), outputs first.
+def topological_order(root, only_requiring_grad=True):
+    """Tensors that ``root`` depends on (those that require grad, or all), outputs first.
 
     Depth-first post-order with an explicit stack, reversed: every tensor comes
     before the tensors it was computed from.
@@ -54,11 +54,22 @@ def topological_order(root):
             continue
         seen.add(id(node))
         stack.append((node, True))
-        for parent in node._parents:
-            if parent.requires_grad and id(parent) not in seen:
+        for parent in reversed(node._parents):
+            if (parent.requires_grad or not only_requiring_grad) and id(parent) not in seen:
                 stack.append((parent, False))
     order.reverse()
     return order
+
+
+class HookHandle:
+    """Returned by register_hook / register_forward_hook: ``remove()`` unregisters."""
+
+    def __init__(self, hooks, fn):
+        self._hooks, self._fn = hooks, fn
+
+    def remove(self):
+        if self._fn in self._hooks:
+            self._hooks.remove(self._fn)
 
 
 def _graph_freed(_g):

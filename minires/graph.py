@@ -11,22 +11,11 @@ from __future__ import annotations
 
 def _nodes_in_forward_order(root):
     """Every tensor root was computed from (constants included), inputs first."""
-    from .autograd import _graph_freed
+    from .autograd import _graph_freed, topological_order
     if root._backward is _graph_freed:
         raise ValueError("the graph behind this tensor was freed by backward(): list it before "
                          "calling backward, or call backward(retain_graph=True)")
-    order, seen, stack = [], set(), [(root, False)]
-    while stack:
-        node, expanded = stack.pop()
-        if expanded:
-            order.append(node)
-            continue
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        stack.append((node, True))
-        stack.extend((p, False) for p in reversed(node._parents) if id(p) not in seen)
-    return order
+    return topological_order(root, only_requiring_grad=False)[::-1]
 
 
 def _label(node, names):

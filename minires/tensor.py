@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import backend
-from .autograd import is_grad_enabled, run_backward
+from .autograd import HookHandle, is_grad_enabled, run_backward
 
 float32 = np.dtype(np.float32)
 float64 = np.dtype(np.float64)
@@ -136,7 +136,7 @@ class Tensor:
         if not self.requires_grad:
             raise RuntimeError("register_hook: the tensor does not require grad")
         self._hooks.append(fn)
-        return _HookHandle(self._hooks, fn)
+        return HookHandle(self._hooks, fn)
 
     def retain_grad(self):
         """Keep this (non-leaf) tensor's gradient in ``.grad`` after backward."""
@@ -239,15 +239,6 @@ class Tensor:
         if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
             dims = tuple(dims[0])
         return ops.permute(self, dims)
-
-
-class _HookHandle:
-    def __init__(self, hooks, fn):
-        self._hooks, self._fn = hooks, fn
-
-    def remove(self):
-        if self._fn in self._hooks:
-            self._hooks.remove(self._fn)
 
 
 # ---------------------------------------------------------------- factories

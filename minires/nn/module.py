@@ -10,6 +10,7 @@ from collections import OrderedDict
 import numpy as np
 
 from .. import backend
+from ..autograd import HookHandle
 from ..tensor import Tensor
 from .parameter import Parameter
 
@@ -222,7 +223,7 @@ class Module:
         """Call ``fn(module, inputs, output)`` after every forward (summary, demos);
         a non-None return value replaces the output.  Returns a handle with remove()."""
         self._forward_hooks.append(fn)
-        return _Handle(self._forward_hooks, fn)
+        return HookHandle(self._forward_hooks, fn)
 
     def extra_repr(self):
         return ""
@@ -236,15 +237,6 @@ class Module:
             body = repr(m).replace("\n", "\n  ")
             lines.append(f"  ({k}): {body}")
         return "\n".join(lines) + "\n)"
-
-
-class _Handle:
-    def __init__(self, hooks, fn):
-        self._hooks, self._fn = hooks, fn
-
-    def remove(self):
-        if self._fn in self._hooks:
-            self._hooks.remove(self._fn)
 
 
 class Sequential(Module):
