@@ -27,8 +27,10 @@ def test_gradient_flow_measures_every_block_input():
     assert len(norms) == 6 and all(np.isfinite(norms)) and all(n > 0 for n in norms)
     # the last block's input gradient equals what a direct hook on it sees
     seen = {}
-    model.layer3[1].register_forward_hook(
-        lambda m, inputs, out: inputs[0].register_hook(lambda g: seen.setdefault("g", g.numpy().copy())))
+
+    def watch(module, inputs, output):                 # returns None: the output is kept
+        inputs[0].register_hook(lambda g: seen.setdefault("g", g.numpy().copy()))
+    model.layer3[1].register_forward_hook(watch)
     model.zero_grad()
     demo.block_gradient_norms(model, mr.tensor(x, requires_grad=True), y)
     assert np.isclose(np.linalg.norm(seen["g"]), norms[-1], rtol=1e-5)
