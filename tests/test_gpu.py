@@ -286,6 +286,16 @@ def test_matmul_switch(dtype, monkeypatch):
         out = cp.empty((2, 8, 300), dtype=dtype)
         assert KG.matmul(w, cols, out=out) is out
         close(out, cp.matmul(w, cols), dtype, f"{mode} out=")
+        # conv2d with groups > 1 writes each group's product into a column block of
+        # the output rows: an out= that is neither C-contiguous nor transposed
+        a2, b2 = cp.ascontiguousarray(cols[0].T), w[0].T            # (300, 27) @ (27, 8)
+        res = cp.full((300, 19), np.nan, dtype=dtype)
+        assert KG.matmul(a2, b2, out=res[:, 5:13]) is not None
+        close(res[:, 5:13], cp.matmul(a2, b2), dtype, f"{mode} out= column block")
+        assert bool(cp.isnan(res[:, :5]).all()) and bool(cp.isnan(res[:, 13:]).all())
+        res_t = cp.empty((8, 300), dtype=dtype)                      # out= a transposed view
+        KG.matmul(a2, b2, out=res_t.T)
+        close(res_t.T, cp.matmul(a2, b2), dtype, f"{mode} out= transposed")
     monkeypatch.setattr(KG, "GEMM", "nonsense")
     with pytest.raises(ValueError):
         KG.matmul(w, cols)

@@ -529,6 +529,9 @@ def matmul(a, b, out=None):
     or transposed views of C-contiguous arrays (the layouts conv2d and linear use)
     without copying; other layouts are copied first.  Shapes outside its reach
     (1-d, 4-d and more, mixed or integer dtypes) go to cupy.matmul whatever GEMM says.
+    ``out`` may be any layout, as with cupy.matmul: C-contiguous (or its transpose)
+    is written directly, anything else -- e.g. conv2d's column block of one group
+    of a grouped convolution -- through a temporary, like cupy.matmul does.
     """
     cp = _cupy()
     if GEMM == "cublas":
@@ -540,7 +543,17 @@ def matmul(a, b, out=None):
         return cp.matmul(a, b, out=out)
     a, trans_a = _gemm_operand(a)
     b, trans_b = _gemm_operand(b)
-    return gemm(a, b, out, trans_a=trans_a, trans_b=trans_b)
+    if out is None or (out.flags.c_contiguous and out.dtype == a.dtype):
+        return gemm(a, b, out, trans_a=trans_a, trans_b=trans_b)
+    out_t = out.swapaxes(-1, -2)
+    if out_t.flags.c_contiguous and out.dtype == a.dtype:      # out^T = op(b)^T @ op(a)^T
+        gemm(b, a, out_t, trans_a=not trans_b, trans_b=not trans_a)
+        return out
+    result = gemm(a, b, trans_a=trans_a, trans_b=trans_b)
+    if result.shape != out.shape:
+        raise ValueError(f"matmul: out has shape {tuple(out.shape)}, the product {tuple(result.shape)}")
+    out[...] = result
+    return out
 
 
 # ---------------------------------------------------------------------- SGD
