@@ -52,7 +52,7 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None,
             running_var.data[...] = (1 - momentum) * running_var.data + momentum * with_unbiased
 
         def backward(g):
-            dx, dgamma, dbeta = K.batch_norm_backward(channel_view(g, cl, copy=True), x3, mean, invstd, gamma)
+            dx, dgamma, dbeta = K.batch_norm_backward(channel_view(g, cl), x3, mean, invstd, gamma)
             return _select(x, weight, bias, from_channel_view(dx, x.shape, cl), dgamma, dbeta)
         return Tensor.from_op(from_channel_view(y3, x.shape, cl), parents, backward, "batch_norm")
 
@@ -62,7 +62,7 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None,
     y3 = x3 * scale[:, None] + (beta - mean * scale)[:, None]
 
     def backward_eval(g):
-        g3 = channel_view(g, cl, copy=True)
+        g3 = channel_view(g, cl)
         xhat = (x3 - mean[:, None]) * invstd[:, None]
         return _select(x, weight, bias, from_channel_view(g3 * scale[:, None], x.shape, cl),
                        (g3 * xhat).sum(axis=(0, 2)), g3.sum(axis=(0, 2)))
@@ -74,14 +74,11 @@ def is_channels_last(a):
     return a.ndim == 4 and a.transpose(0, 2, 3, 1).flags.c_contiguous and not a.flags.c_contiguous
 
 
-def channel_view(a, channels_last, copy=False):
+def channel_view(a, channels_last):
     """(A, C, B) with the channels on axis 1: (N, C, H*W) for NCHW memory, (N*H*W, C, 1)
-    for channels-last memory.  A view of ``a`` when its layout allows (copy=True: else a copy)."""
+    for channels-last memory -- a view when ``a``'s layout allows it, else a copy."""
     if channels_last:
-        rows = a.transpose(0, 2, 3, 1)
-        if copy:
-            rows = rows.copy() if not rows.flags.c_contiguous else rows
-        return rows.reshape(-1, a.shape[1])[:, :, None]
+        return a.transpose(0, 2, 3, 1).reshape(-1, a.shape[1])[:, :, None]
     return a.reshape(a.shape[0], a.shape[1], -1)
 
 
