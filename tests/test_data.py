@@ -20,8 +20,8 @@ from minires.data import (CIFAR10, CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD, F
                           MNIST, DataLoader, DatasetError, DatasetNotFoundError, DownloadError,
                           FashionMNIST, UnsafeArchiveError, UnsafePickleError, resize_bilinear,
                           safe_extract, safe_loads)
+from shared_data import SHARED_DATA
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SUBSETS = {"python": SHARED_DATA / "cifar-10-subset-python.tar.gz",
            "binary": SHARED_DATA / "cifar-10-subset-binary.tar.gz"}
 FOLDERS = {"python": "cifar-10-batches-py", "binary": "cifar-10-batches-bin"}

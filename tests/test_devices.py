@@ -124,9 +124,8 @@ def test_resnet20_training_step_gpu_equals_cpu(dtype, rtol):
 
 @gpu
 def test_train_cli_runs_on_the_gpu(tmp_path):
-    from pathlib import Path
     from minires import cli
-    data = Path(__file__).resolve().parents[2] / "shared" / "data"
+    from shared_data import SHARED_DATA as data
     if not (data / "cifar-10-subset-python.tar.gz").exists():
         pytest.skip("the CIFAR-10 subset in ../shared/data is missing")
     code = cli.main(["train", "--epochs", "1", "--limit-train", "512", "--limit-test", "256",

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from minires.train import TrainConfig, train
+from shared_data import SHARED_DATA as DATA
 
 pytestmark = pytest.mark.slow
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 @pytest.mark.skipif(not (DATA / "cifar-10-subset-python.tar.gz").exists(), reason="no CIFAR-10 subset")

@@ -3,17 +3,15 @@ exact resume after a real Ctrl-C, divergence detection, eval and the CLI."""
 import json
 import os
 import signal
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-
 from minires import cli
 from minires.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from minires.train import TrainConfig, Trainer, TrainingDiverged, evaluate_checkpoint, train
+from shared_data import SHARED_DATA as DATA
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 pytestmark = pytest.mark.skipif(not (DATA / "cifar-10-subset-python.tar.gz").exists(),
                                 reason="the CIFAR-10 subset in ../shared/data is missing")
 
