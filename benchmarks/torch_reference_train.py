@@ -38,6 +38,7 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None)
     ap.add_argument("--threads", type=int)
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--out", default="runs/torch-reference")
     args = ap.parse_args()
     if args.threads:
@@ -55,20 +56,24 @@ def main():
     if train_set.images.shape[1] != 3:                       # Fashion-MNIST: one input channel
         model.conv1 = torch.nn.Conv2d(train_set.images.shape[1], 16, 3, 1, 1, bias=False)
         torch.nn.init.kaiming_normal_(model.conv1.weight)
+    model.to(args.device)
+
+    def to_torch(t):                          # batches are made by minires on the CPU
+        return torch.from_numpy(t.numpy()).to(args.device)
     opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=1e-4)
     steps = len(train_loader)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, [m * steps for m in args.milestones], 0.1)
 
     os.makedirs(args.out, exist_ok=True)
     metrics = open(os.path.join(args.out, "metrics.jsonl"), "w")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads: ResNet-{args.depth} on "
+    print(f"torch {torch.__version__} on {args.device}, {torch.get_num_threads()} threads: ResNet-{args.depth} on "
           f"{args.dataset}, {len(train_set)} train / {len(test_set)} test images, {args.epochs} epochs")
     for epoch in range(args.epochs):
         model.train()
         train_loader.set_epoch(epoch)
         started, loss_sum, wrong, seen = time.perf_counter(), 0.0, 0, 0
         for x, y in train_loader:
-            x, y = torch.from_numpy(x.numpy()), torch.from_numpy(y.numpy())
+            x, y = to_torch(x), to_torch(y)
             logits = model(x)
             loss = F.cross_entropy(logits, y)
             opt.zero_grad()
@@ -83,7 +88,7 @@ def main():
         t_loss, t_wrong, t_seen = 0.0, 0, 0
         with torch.no_grad():
             for x, y in test_loader:
-                x, y = torch.from_numpy(x.numpy()), torch.from_numpy(y.numpy())
+                x, y = to_torch(x), to_torch(y)
                 logits = model(x)
                 t_loss += F.cross_entropy(logits, y, reduction="sum").item()
                 t_wrong += (logits.argmax(1) != y).sum().item()
