@@ -101,13 +101,18 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
 
         def backward_share(share):
             """dx for the share's images; its partial dW (summed over shares below)."""
-            gw = xp.zeros((c_out, k_g), dtype=x.dtype) if weight.requires_grad else None
+            gw = None
             for n0, n1 in share:
                 gt = g_cl[n0:n1].reshape(-1, c_out)                 # g^T (n*L, Cout)
-                if gw is not None:
+                if weight.requires_grad:
                     cols = columns(n0, n1)
-                    for o, k in blocks:
-                        gw[o] += K.matmul(gt[:, o].T, cols[:, k])
+                    if gw is None:        # the first chunk writes dW, later ones add to it
+                        gw = xp.empty((c_out, k_g), dtype=x.dtype)
+                        for o, k in blocks:
+                            K.matmul(gt[:, o].T, cols[:, k], out=gw[o])
+                    else:
+                        for o, k in blocks:
+                            gw[o] += K.matmul(gt[:, o].T, cols[:, k])
                 if gx_cl is not None:
                     dcols = K.workspace("conv2d.dcols", (gt.shape[0], taps), x.dtype)
                     for o, k in blocks:
