@@ -24,6 +24,7 @@ CATEGORIES = {
     "matmul": "GEMM", "gemm": "GEMM",
     "im2col": "im2col/col2im", "col2im": "im2col/col2im",
     "batch_norm_forward": "batch norm", "batch_norm_backward": "batch norm",
+    "batch_norm_update_running": "batch norm",
     "batch_norm_relu_forward": "batch norm", "batch_norm_relu_backward": "batch norm",
     "cross_entropy_forward": "loss", "cross_entropy_backward": "loss",
     "sgd_step": "SGD", "max_pool2d_forward": "pooling", "max_pool2d_backward": "pooling",

@@ -4,6 +4,7 @@
     col2im(cols, x_shape, kernel, stride, padding, dilation, out_hw) -> x
     batch_norm_forward(x3, gamma, beta, eps) -> y3, mean, var, invstd   (x3: (N, C, L))
     batch_norm_backward(g3, x3, mean, invstd, gamma) -> dx3, dgamma, dbeta
+    batch_norm_update_running(running_mean, running_var, mean, var, count, momentum)  (in place)
     max_pool2d_forward(x, kernel, stride, padding, out_hw) -> out, argmax
     max_pool2d_backward(g, argmax, x_shape) -> dx
     avg_pool2d_forward(x, kernel, stride, padding, out_hw, count_include_pad) -> out
@@ -36,7 +37,7 @@ tune_malloc()
 
 CONV_WORKSPACE_BYTES = 4 << 20   # one chunk's columns: L2/L3-resident while the GEMM reads them
 
-from .batchnorm import batch_norm_backward, batch_norm_forward
+from .batchnorm import batch_norm_backward, batch_norm_forward, batch_norm_update_running
 from .columns import col2im, im2col
 from .gemm import matmul
 
@@ -46,4 +47,4 @@ from .workspace import workspace
 from .pooling import avg_pool2d_backward, avg_pool2d_forward, max_pool2d_backward, max_pool2d_forward
 
 __all__ = ["workspace", "matmul", "cross_entropy_forward", "cross_entropy_backward", "sgd_step", "im2col", "col2im", "batch_norm_forward", "batch_norm_backward",
-           "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward"]
+           "batch_norm_update_running", "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward"]

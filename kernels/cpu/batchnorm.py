@@ -185,3 +185,10 @@ def batch_norm_backward(g, x, mean, invstd, gamma):
     dbeta = np.empty(x.shape[1], dtype=x.dtype)
     _backward_planes(g, x, mean, invstd, gamma, dx, dgamma, dbeta)
     return dx, dgamma, dbeta
+
+
+def batch_norm_update_running(running_mean, running_var, mean, var, count, momentum):
+    """In place: running = (1 - momentum) running + momentum batch, the batch variance
+    made unbiased (x count / (count - 1)) as in PyTorch."""
+    running_mean[...] = (1 - momentum) * running_mean + momentum * mean
+    running_var[...] = (1 - momentum) * running_var + momentum * (var * (count / (count - 1)))

@@ -4,6 +4,7 @@
     col2im(cols, x_shape, kernel, stride, padding, dilation, out_hw, out=None) -> x
     batch_norm_forward(x3, gamma, beta, eps) -> y3, mean, var, invstd   (x3: (N, C, L); stats float64)
     batch_norm_backward(g3, x3, mean, invstd, gamma) -> dx3, dgamma, dbeta
+    batch_norm_update_running(running_mean, running_var, mean, var, count, momentum)  (in place)
     max_pool2d_forward(x, kernel, stride, padding, out_hw) -> out, argmax (int32)
     max_pool2d_backward(g, argmax, x_shape) -> dx
     avg_pool2d_forward(x, kernel, stride, padding, out_hw, count_include_pad) -> out
@@ -73,6 +74,7 @@ _MAX_GRID_YZ = 65535
 _INT_MAX = 2**31 - 1
 
 __all__ = ["workspace", "im2col", "col2im", "batch_norm_forward", "batch_norm_backward",
+           "batch_norm_update_running",
            "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
            "CONV_WORKSPACE_BYTES",
            "batch_norm_relu_forward", "batch_norm_relu_backward", "GEMM", "gemm", "matmul",
@@ -324,6 +326,23 @@ def batch_norm_backward(g, x, mean, invstd, gamma):
     batchnorm.cu: one reduction pass per channel (Σg, Σg·(x-mean)), one elementwise pass.
     """
     return _bn_backward(g, x, None, mean, invstd, gamma, relu=False)
+
+
+def batch_norm_update_running(running_mean, running_var, mean, var, count, momentum):
+    """In place: running = (1 - momentum) running + momentum batch (variance unbiased, x M/(M-1)).
+
+    batchnorm.cu: one launch for both statistics; mean and var as batch_norm_forward gives them.
+    """
+    cp = _cupy()
+    c = running_mean.shape[0] if running_mean.ndim == 1 else -1
+    for what, a in (("running_mean", running_mean), ("running_var", running_var)):
+        _check_out(a, (c,), running_mean.dtype, f"batch_norm {what}")   # updated in place
+    t = _ctype(running_mean.dtype, "batch_norm running statistics")
+    mean = _vector(mean, c, cp.float64, "mean")
+    var = _vector(var, c, cp.float64, "var")
+    _launch_1d(_kernel("batchnorm.cu", expr("bn_update_running_kernel", t)), c,
+               (running_mean, running_var, mean, var, _i32(c, "C"), np.float64(momentum),
+                np.float64(count / (count - 1))))
 
 
 def batch_norm_relu_forward(x, gamma, beta, eps):

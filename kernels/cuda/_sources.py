@@ -44,7 +44,7 @@ def _per_float(*kernels):
 # file -> every name expression it must provide (float and double each).
 KERNELS = {
     "columns.cu": _per_float("im2col_kernel", "col2im_kernel"),
-    "batchnorm.cu": (_per_float("bn_forward_stats_kernel")
+    "batchnorm.cu": (_per_float("bn_forward_stats_kernel", "bn_update_running_kernel")
                      + [expr(k, t, r) for k in ("bn_forward_apply_kernel", "bn_backward_reduce_kernel",
                                                 "bn_backward_apply_kernel")
                         for t in FLOATS for r in BOOLS]),

@@ -116,6 +116,19 @@ __global__ void bn_forward_stats_kernel(const T* __restrict__ x, int n_img, int 
     }
 }
 
+// 1-d grid over channels.  In place: running = (1 - momentum) running + momentum batch, the
+// batch variance made unbiased by ``unbias`` = M/(M-1): five elementwise launches as one.
+template <typename T>
+__global__ void bn_update_running_kernel(T* __restrict__ running_mean, T* __restrict__ running_var,
+                                         const double* __restrict__ mean, const double* __restrict__ var,
+                                         int ch, double momentum, double unbias)
+{
+    for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < ch; c += gridDim.x * blockDim.x) {
+        running_mean[c] = (T)((1.0 - momentum) * (double)running_mean[c] + momentum * mean[c]);
+        running_var[c] = (T)((1.0 - momentum) * (double)running_var[c] + momentum * unbias * var[c]);
+    }
+}
+
 // grid = (ceil(N*L / (block*items)), C).  y = (x - mean)*gamma*invstd + beta [then max(y, 0)].
 template <typename T, bool RELU>
 __global__ void bn_forward_apply_kernel(const T* __restrict__ x, T* __restrict__ y,

@@ -46,10 +46,8 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None,
             raise ValueError(f"{op}: expected more than 1 value per channel when training, "
                              f"got input of shape {shape_str(x.shape)}")
         y3, mean, var, invstd = K.batch_norm_forward(x3, gamma, beta, eps)
-        if stats:
-            with_unbiased = var * (count / (count - 1))
-            running_mean.data[...] = (1 - momentum) * running_mean.data + momentum * mean
-            running_var.data[...] = (1 - momentum) * running_var.data + momentum * with_unbiased
+        if stats:                                       # one kernel, in place
+            K.batch_norm_update_running(running_mean.data, running_var.data, mean, var, count, momentum)
 
         def backward(g):
             dx, dgamma, dbeta = K.batch_norm_backward(channel_view(g, cl), x3, mean, invstd, gamma)
