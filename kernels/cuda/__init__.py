@@ -124,11 +124,17 @@ def _ceil_div(a, b):
     return -(-a // b)
 
 
+_CTYPE_OF = {np.dtype(name): ctype for name, ctype in CTYPES.items()}
+
+
 def _ctype(dtype, what):
-    name = np.dtype(dtype).name
-    if name not in CTYPES:
-        raise TypeError(f"minires CUDA kernels: {what} must be float32 or float64, got {name}")
-    return CTYPES[name]
+    ctype = _CTYPE_OF.get(dtype)             # dtype objects hash fast; .name does not
+    if ctype is None:
+        name = np.dtype(dtype).name
+        if name not in CTYPES:
+            raise TypeError(f"minires CUDA kernels: {what} must be float32 or float64, got {name}")
+        ctype = CTYPES[name]
+    return ctype
 
 
 def _i32(v, what):
@@ -155,6 +161,8 @@ def _is_cupy(a):
 def _as_device(a, dtype=None):
     """A C-contiguous CuPy array (a no-op for one that already is, of that dtype)."""
     cp = _cupy()
+    if type(a) is cp.ndarray and a.flags.c_contiguous and (dtype is None or a.dtype == dtype):
+        return a                             # the common case, without CuPy's call overhead
     return cp.ascontiguousarray(cp.asarray(a), dtype=dtype)
 
 
