@@ -27,3 +27,29 @@ def machine():
     import platform
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return f"{platform.processor() or platform.machine()}, {cores} cores, Python {platform.python_version()}"
+
+
+def minires_resnet20_step(device, batch):
+    """The benchmarked work, built the same way by every script: (step, sync).
+
+    step() = one ResNet-20 training step (forward, cross-entropy, backward, SGD with
+    momentum 0.9 and weight decay 1e-4) on a fixed random batch; sync() waits for the GPU.
+    """
+    import numpy as np
+
+    import minires as mr
+    from minires.nn import functional as F
+    mr.manual_seed(0)
+    model = mr.models.resnet20().to(device)
+    opt = mr.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    rng = np.random.default_rng(0)
+    x = mr.tensor(rng.standard_normal((batch, 3, 32, 32)).astype(np.float32), device=device)
+    y = mr.tensor(rng.integers(0, 10, batch), device=device)
+
+    def step():
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    sync = mr.backend.cupy_module().cuda.Device().synchronize if device == "cuda" else (lambda: None)
+    return step, sync

@@ -12,11 +12,7 @@ import cProfile
 import pstats
 import time
 
-import numpy as np
-
-import minires as mr
-from minires import backend
-from minires.nn import functional as F
+from _timing import minires_resnet20_step
 
 
 def main():
@@ -26,19 +22,7 @@ def main():
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--top", type=int, default=30)
     args = ap.parse_args()
-    mr.manual_seed(0)
-    model = mr.models.resnet20().to(args.device)
-    opt = mr.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
-    rng = np.random.default_rng(0)
-    x = mr.tensor(rng.standard_normal((args.batch, 3, 32, 32)).astype(np.float32), device=args.device)
-    y = mr.tensor(rng.integers(0, 10, args.batch), device=args.device)
-    sync = (backend.cupy_module().cuda.Device().synchronize if args.device == "cuda" else (lambda: None))
-
-    def step():
-        loss = F.cross_entropy(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    step, sync = minires_resnet20_step(args.device, args.batch)
 
     for _ in range(5):
         step()

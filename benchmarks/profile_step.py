@@ -14,11 +14,8 @@ import argparse
 import collections
 import time
 
-import numpy as np
-
-import minires as mr
+from _timing import minires_resnet20_step
 from minires import backend
-from minires.nn import functional as F
 
 CATEGORIES = {
     "matmul": "GEMM", "gemm": "GEMM",
@@ -86,19 +83,7 @@ def main():
     device = args.device
     xp = backend.xp_for_device(device)
     K = backend.kernels_for(xp)
-    mr.manual_seed(0)
-    model = mr.models.resnet20().to(device)
-    opt = mr.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
-    rng = np.random.default_rng(0)
-    x = mr.tensor(rng.standard_normal((args.batch, 3, 32, 32)).astype(np.float32), device=device)
-    y = mr.tensor(rng.integers(0, 10, args.batch), device=device)
-    sync = (lambda: backend.cupy_module().cuda.Device().synchronize()) if device == "cuda" else (lambda: None)
-
-    def step():
-        loss = F.cross_entropy(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    step, sync = minires_resnet20_step(device, args.batch)
 
     for _ in range(3):
         step()

@@ -13,7 +13,6 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FORWARD_MACS = 40_551_040          # ResNet-20 per 32x32 image (minires summary resnet20)
@@ -21,22 +20,12 @@ FORWARD_MACS = 40_551_040          # ResNet-20 per 32x32 image (minires summary 
 
 def run_minires(args):
     import minires as mr
-    from minires.nn import functional as F
-    from _timing import median_ms
+    from _timing import median_ms, minires_resnet20_step
     device = args.device
-    mr.manual_seed(0)
-    model = mr.models.resnet20().to(device)
-    opt = mr.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
-    rng = np.random.default_rng(0)
-    x = mr.tensor(rng.standard_normal((args.batch, 3, 32, 32)).astype(np.float32), device=device)
-    y = mr.tensor(rng.integers(0, 10, args.batch), device=device)
-    sync = (lambda: mr.backend.cupy_module().cuda.Device().synchronize()) if device == "cuda" else (lambda: None)
+    train_step, sync = minires_resnet20_step(device, args.batch)
 
     def step():
-        loss = F.cross_entropy(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        train_step()
         sync()
     ms = median_ms(step, args.repeats, warmup=3)
     out = {"ms": ms}
