@@ -100,6 +100,13 @@ def to_numpy(a):
     return a.get() if is_cupy_array(a) else np.asarray(a)
 
 
+def contiguous(xp, a):
+    """``a`` as a C-contiguous array: ``a`` itself when it already is.  The check comes
+    first because CuPy's ascontiguousarray costs microseconds even when it copies
+    nothing, and a GPU training step is bound by such host-side costs."""
+    return a if a.flags.c_contiguous else xp.ascontiguousarray(a)
+
+
 def kernels_for(xp):
     """The kernel module for the array module: minires.kernels.cpu or .cuda."""
     if xp is np:

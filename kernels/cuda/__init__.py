@@ -39,6 +39,7 @@ double), never as bare Python numbers.
 """
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 
 import numpy as np
@@ -189,8 +190,14 @@ def _vector(a, length, dtype, what):
 
 
 def _geometry(kernel, stride, padding, dilation, out_hw):
+    """The ten int32 kernel arguments of a convolution's geometry ((h, w) pairs in)."""
     (kh, kw), (sh, sw), (ph, pw), (dh, dw), (ho, wo) = kernel, stride, padding, dilation, out_hw
-    return _ints((kh, kw, sh, sw, ph, pw, dh, dw, ho, wo), "convolution geometry")
+    return _geometry_ints(kh, kw, sh, sw, ph, pw, dh, dw, ho, wo)
+
+
+@functools.lru_cache(maxsize=1024)      # a network has a few geometries: convert each once
+def _geometry_ints(*values):
+    return _ints(values, "convolution geometry")
 
 
 # ------------------------------------------------------------------ columns

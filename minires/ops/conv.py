@@ -30,7 +30,7 @@ from ._util import check_rank, check_same_device, check_same_dtype, check_tensor
 def channels_last(xp, a):
     """An NCHW array's data as a C-contiguous (N, H, W, C) array (no copy when its
     memory is already channels-last, as every conv2d output is)."""
-    return xp.ascontiguousarray(a.transpose(0, 2, 3, 1))
+    return backend.contiguous(xp, a.transpose(0, 2, 3, 1))
 
 
 def conv_output_size(size, kernel, stride, padding, dilation):

@@ -96,7 +96,7 @@ class SGD(Optimizer):
                     bufs = ([self.state[id(p)]["momentum_buffer"] for p in params]
                             if group["momentum"] else None)
                     K.sgd_step([p.data for p in params],
-                               [xp.ascontiguousarray(p.grad.data) for p in params],
+                               [backend.contiguous(xp, p.grad.data) for p in params],
                                bufs, *hyper, first_step=first_step)
                 if not group["momentum"]:
                     update(live, False)
