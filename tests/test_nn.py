@@ -278,12 +278,13 @@ def test_train_eval_propagate_to_children():
     assert not any(m.training for m in net.modules())
 
 
-def test_batchnorm2d_train_uses_batch_stats_eval_uses_running_stats(rng):
+def test_batchnorm2d_train_uses_batch_stats_eval_uses_running_stats(rng, device):
     bn = nn.BatchNorm2d(3)
     bn.weight.data[...] = [1.0, 2.0, 0.5]
     bn.bias.data[...] = [0.0, 1.0, -1.0]
+    bn.to(device)
     data = (rng.standard_normal((4, 3, 5, 5)) * 3 + 2).astype(np.float32)
-    x = mr.tensor(data)
+    x = mr.tensor(data, device=device)
     mean, var = data.mean(axis=(0, 2, 3)), data.var(axis=(0, 2, 3))
     unbiased = var * data[:, 0].size / (data[:, 0].size - 1)
     w, b = bn.weight.numpy()[None, :, None, None], bn.bias.numpy()[None, :, None, None]
@@ -295,6 +296,14 @@ def test_batchnorm2d_train_uses_batch_stats_eval_uses_running_stats(rng):
     np.testing.assert_allclose(bn.running_var.numpy(), 0.9 + 0.1 * unbiased, rtol=1e-5)
     assert int(bn.num_batches_tracked.item()) == 1
 
+    data2 = (rng.standard_normal((2, 3, 4, 4)) - 1).astype(np.float32)   # a second batch:
+    rm, rv = bn.running_mean.numpy().copy(), bn.running_var.numpy().copy()   # the update
+    bn(mr.tensor(data2, device=device))                                       # reads the old
+    unbiased2 = data2.var(axis=(0, 2, 3)) * 32 / 31                           # running values
+    np.testing.assert_allclose(bn.running_mean.numpy(), 0.9 * rm + 0.1 * data2.mean(axis=(0, 2, 3)),
+                               rtol=1e-5)
+    np.testing.assert_allclose(bn.running_var.numpy(), 0.9 * rv + 0.1 * unbiased2, rtol=1e-5)
+
     bn.eval()
     rm, rv = bn.running_mean.numpy().copy(), bn.running_var.numpy().copy()
     out = bn(x).numpy()                                           # eval: running statistics
@@ -302,7 +311,7 @@ def test_batchnorm2d_train_uses_batch_stats_eval_uses_running_stats(rng):
     np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4)
     np.testing.assert_array_equal(bn.running_mean.numpy(), rm)    # eval updates nothing
     np.testing.assert_array_equal(bn.running_var.numpy(), rv)
-    assert int(bn.num_batches_tracked.item()) == 1
+    assert int(bn.num_batches_tracked.item()) == 2
 
 
 def test_batchnorm2d_matches_pytorch_in_both_modes(rng):
