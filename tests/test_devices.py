@@ -133,3 +133,13 @@ def test_train_cli_runs_on_the_gpu(tmp_path):
                      "--out", str(tmp_path / "run"), "--no-progress"])
     assert code == 0
     assert (tmp_path / "run" / "checkpoint.npz").exists()
+
+
+def test_contiguous_copies_only_when_needed(device):
+    xp = backend.xp_for_device(device)
+    a = xp.arange(24, dtype=xp.float32).reshape(2, 3, 4)
+    assert backend.contiguous(xp, a) is a                      # no copy, no CuPy call
+    t = a.transpose(0, 2, 1)
+    c = backend.contiguous(xp, t)
+    assert c.flags.c_contiguous and c is not t
+    np.testing.assert_array_equal(backend.to_numpy(c), backend.to_numpy(t))
