@@ -164,6 +164,28 @@ def test_batch_norm_matches_cpu(shape, dtype, shift):
         close(a, e, dtype, name)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_batch_norm_update_running_matches_cpu(dtype):
+    rng = np.random.default_rng(7)
+    rm, rv = rand(rng, 13, dtype), rand(rng, 13, dtype, shift=2.0)
+    mean, var = rng.standard_normal(13), rng.random(13) + 0.5          # float64, as the kernels give
+    grm, grv = gpu(rm), gpu(rv)
+    KC.batch_norm_update_running(rm, rv, mean, var, 40, 0.1)
+    KG.batch_norm_update_running(grm, grv, gpu(mean), gpu(var), 40, 0.1)
+    close(grm, rm, dtype, "running_mean")
+    close(grv, rv, dtype, "running_var")
+
+
+def test_batch_norm_update_running_refuses_what_it_cannot_update_in_place():
+    stats = gpu(np.zeros(4)), gpu(np.ones(4))
+    with pytest.raises(ValueError, match="running_mean .* must be 1-d"):
+        KG.batch_norm_update_running(gpu(np.zeros((2, 2))), stats[1], *stats, 8, 0.1)
+    with pytest.raises(ValueError, match="running_var must be a C-contiguous float64 array of shape"):
+        KG.batch_norm_update_running(stats[0], gpu(np.ones(5)), *stats, 8, 0.1)
+    with pytest.raises(TypeError, match="running_mean must be a CuPy array"):
+        KG.batch_norm_update_running(np.zeros(4), stats[1], *stats, 8, 0.1)
+
+
 @pytest.mark.parametrize("shape", BN_SHAPES[:4])
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_batch_norm_relu_fused_matches_unfused(shape, dtype):

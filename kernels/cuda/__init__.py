@@ -349,7 +349,8 @@ def batch_norm_update_running(running_mean, running_var, mean, var, count, momen
     batchnorm.cu: one launch for both statistics; mean and var as batch_norm_forward gives them.
     """
     cp = _cupy()
-    c = running_mean.shape[0] if running_mean.ndim == 1 else -1
+    _check_ndim(running_mean, 1, "batch_norm running_mean (C,)")
+    c = running_mean.shape[0]
     for what, a in (("running_mean", running_mean), ("running_var", running_var)):
         _check_out(a, (c,), running_mean.dtype, f"batch_norm {what}")   # updated in place
     t = _ctype(running_mean.dtype, "batch_norm running statistics")
