@@ -1,4 +1,4 @@
-"""The command line: minires train, minires eval CHECKPOINT, minires summary MODEL.
+"""Train, evaluate and inspect residual networks: minires train, eval CHECKPOINT, summary MODEL.
 
 With no flags, minires train is He et al. 2015's CIFAR-10 ResNet-20 run
 (64k iterations at batch 128), on the GPU when CuPy sees one.
@@ -236,7 +236,8 @@ def run_command(prog, call, words):
             signal.signal(signal.SIGTERM, previous)
 
 
-def main(argv=None):
+def build_parser():
+    """The minires parser; each sub-command's parser carries its cmd_ function as ``func``."""
     parser = _Parser(prog="minires", description=__doc__.strip(), epilog=EXAMPLES,
                      formatter_class=_MainHelpFormatter)
     parser.add_argument("--version", action="version", version=f"minires {__version__}")
@@ -245,14 +246,21 @@ def main(argv=None):
     _train_parser(sub).set_defaults(func=cmd_train)
     _eval_parser(sub).set_defaults(func=cmd_eval)
     _summary_parser(sub).set_defaults(func=cmd_summary)
+    return parser
+
+
+def main(argv=None):
+    """minires's exit status: 0 done, 1 bad input or missing data (one line on stderr),
+    2 a usage error (argparse's, and bare minires, which prints the help), 130 Ctrl-C, 143 SIGTERM."""
+    parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
-    if not argv:                    # nothing asked: the help, with a usage error's status
+    if not argv:                    # nothing asked: the help, and a usage error's status for scripts
         parser.print_help()
         return 2
     args = parser.parse_args(argv)
     # who named the model: --model, summary's MODEL, or for eval the checkpoint
-    model_arg = {"summary": "", "eval": f"{getattr(args, 'checkpoint', '')}: "}.get(args.command, "--model: ")
-    words = error_words(getattr(args, "download", None), model_arg)
+    model_arg = {"summary": "", "eval": f"{getattr(args, 'checkpoint', '')}: "}
+    words = error_words(getattr(args, "download", None), model_arg.get(args.command, "--model: "))
     return run_command(f"minires {args.command}", lambda: args.func(args), words)
 
 
