@@ -108,7 +108,7 @@ def test_decoded_once_then_read_from_the_cache_until_a_file_changes(tmp_path, ca
     assert not [p for p in os.listdir(root) if p.endswith(".part")]
     second = ImageFolder(root, progress=False)
     assert len(calls) == len(paths)                       # the decoder was not called again
-    assert second.cache_path == first.cache_path
+    assert second.cache_path == first.cache_path and (first.cache_path.stat().st_mode & 0o777) == 0o644
     assert np.array_equal(first.images, second.images) and np.array_equal(first.labels, second.labels)
     assert (second.classes, second.files) == (first.classes, first.files)
     write_image(root / "ant" / "new.png", np.zeros((5, 6, 3), np.uint8))
@@ -116,6 +116,32 @@ def test_decoded_once_then_read_from_the_cache_until_a_file_changes(tmp_path, ca
     assert len(calls) == 2 * len(paths) + 1 and len(third) == len(first) + 1
     resized = ImageFolder(root, resize=4, progress=False)  # other settings: their own cache
     assert resized.cache_path != third.cache_path and resized.images.shape[2:] == (4, 4)
+
+
+def test_a_damaged_cache_is_decoded_again_and_replaced(tmp_path, cache_home, monkeypatch):
+    root = tmp_path / "tree"
+    paths = make_tree(root, classes=("a", "b"))
+    first = ImageFolder(root, progress=False)
+    first.cache_path.write_bytes(b"PK\x03\x04 cut short")
+    calls = count_decodes(monkeypatch)
+    again = ImageFolder(root, progress=False)
+    assert len(calls) == len(paths) and np.array_equal(again.images, first.images)
+    ImageFolder(root, progress=False)
+    assert len(calls) == len(paths)                       # the rewritten cache is good
+
+
+def test_given_class_order_sets_labels_and_image_order(tmp_path, cache_home):
+    root = tmp_path / "tree"
+    make_tree(root, classes=("a", "b", "c"), per_class=1)
+    ds = ImageFolder(root, classes=("c", "a", "b"), progress=False)
+    assert ds.classes == ("c", "a", "b") and ds.labels.tolist() == [0, 0, 1, 1, 2, 2]
+    assert [f.split("/")[0] for f in ds.files] == ["c", "c", "a", "a", "b", "b"]
+
+
+def test_no_progress_bar_when_stderr_is_not_a_terminal(tmp_path, cache_home, capsys):
+    make_tree(tmp_path / "tree", classes=("a",))
+    ImageFolder(tmp_path / "tree", progress=True)
+    assert "decoding" not in capsys.readouterr().err
 
 
 def test_read_only_root_caches_under_default_root(tmp_path, cache_home, monkeypatch):
@@ -197,9 +223,11 @@ def test_tarball_read_in_place_like_the_folder(tmp_path, cache_home):
         tar.add(root, arcname="tree")
     from_dir = ImageFolder(root / "train", progress=False)
     from_tar = ImageFolder(tarball, subfolder="tree/train", progress=False)
-    assert np.array_equal(from_dir.images, from_tar.images) and np.array_equal(from_dir.labels, from_tar.labels)
+    assert np.array_equal(from_dir.images, from_tar.images)
+    assert np.array_equal(from_dir.labels, from_tar.labels)
     assert (from_dir.classes, from_dir.files) == (from_tar.classes, from_tar.files)
-    assert sorted(os.listdir(tarball.parent)) == sorted([tarball.name, from_tar.cache_path.name])  # not extracted
+    # read in place: beside the tarball only its cache
+    assert sorted(os.listdir(tarball.parent)) == sorted([tarball.name, from_tar.cache_path.name])
     with pytest.raises(DatasetNotFoundError, match="nothing under tree/nope/"):
         ImageFolder(tarball, subfolder="tree/nope", cache=False)
 
@@ -237,8 +265,8 @@ def test_cifar10_reads_the_jpeg_copy_in_label_order_from_folder_and_tarball(tmp_
     folder = make_fake_jpeg_copy(tmp_path / "a")
     train, test = CIFAR10(tmp_path / "a", train=True, progress=False), CIFAR10(tmp_path / "a", train=False)
     assert train.found.layout == "jpeg" and train.images.shape == (20, 3, 32, 32) and len(test) == 10
-    assert train.labels.tolist() == [i for i in range(10) for _ in range(2)]
-    assert np.array_equal(train.images[2 * CIFAR10_CLASSES.index("cat") + 1],
+    assert train.labels.tolist() == list(range(10)) * 2          # classes interleaved, in label order
+    assert np.array_equal(train.images[10 + CIFAR10_CLASSES.index("cat")],
                           pillow_pixels(folder / "train" / "cat" / "0001.jpg"))
     line = describe_copy(train.found, len(train), len(test))
     assert line.startswith("CIFAR-10: the JPEG copy") and "20 train / 10 test images" in line
@@ -334,21 +362,22 @@ def test_the_whole_jpeg_copy_of_cifar10(tmp_path, cache_home, monkeypatch):
     for ds, n in ((train, 5000), (test, 1000)):
         assert ds.images.shape == (10 * n, 3, 32, 32) and ds.images.dtype == np.uint8
         assert np.bincount(ds.labels).tolist() == [n] * 10
-        assert np.array_equal(ds.labels, np.repeat(np.arange(10), n))   # class folders in label order
+        assert np.array_equal(ds.labels, np.tile(np.arange(10), n))     # interleaved, in label order
     # pixel-exact against Pillow, straight from the archive
     picks = [("train", "airplane", 0), ("train", "cat", 1234), ("train", "truck", 4999),
              ("test", "airplane", 0), ("test", "horse", 517), ("test", "truck", 999)]
     with tarfile.open(JPEG_ARCHIVE) as tar:
         for split, c, i in picks:
             member = tar.extractfile(f"cifar-10-jpeg/{split}/{c}/{i:04d}.jpg")
-            ds, n = (train, 5000) if split == "train" else (test, 1000)
-            assert np.array_equal(ds.images[CIFAR10_CLASSES.index(c) * n + i], pillow_pixels(member)), (split, c, i)
+            ds = train if split == "train" else test
+            position = 10 * i + CIFAR10_CLASSES.index(c)          # image i of class c
+            assert np.array_equal(ds.images[position], pillow_pixels(member)), (split, c, i)
     # the same pictures as the official test images of the subset, class by class in order
     if (SHARED_DATA / "cifar-10-subset-python.tar.gz").is_file():
         real = CIFAR10(SHARED_DATA, train=False)
         for label in range(10):
             official = real.images[real.labels == label].astype(np.int16)
-            jpeg = test.images[label * 1000:label * 1000 + len(official)].astype(np.int16)
+            jpeg = test.images[test.labels == label][:len(official)].astype(np.int16)
             assert np.abs(official - jpeg).mean(axis=(1, 2, 3)).max() < 14
     # a second load comes from the cache under default_root(), without decoding
     monkeypatch.setattr(imagefolder, "_decode", None)

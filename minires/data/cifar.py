@@ -8,7 +8,7 @@ Where a copy is looked for, inside ``root`` (default ``$MINIRES_DATA`` or
    checked before use);
 3. the JPEG copy, all 60,000 images after a JPEG round trip, as an image tree
    (``cifar-10-jpeg/{train,test}/<class>/*.jpg``, folder or ``cifar-10-jpeg.tar.gz``;
-   read by ImageFolder, which caches the decoded images);
+   read by ImageFolder, which caches the decoded images; classes interleaved, see _load_jpeg);
 4. this project's test subsets ``cifar-10-subset-python.tar.gz`` / ``cifar-10-subset-binary.tar.gz``.
 
 A folder extracted from a subset (``data_batch_1`` under 10,000 images) ranks first like
@@ -99,8 +99,8 @@ def _candidates(root: Path) -> list[Found]:
     folders = [f._replace(subset=_is_subset_folder(f)) for f in folders]
     full, small = [f for f in folders if not f.subset], [f for f in folders if f.subset]
     tarballs = [Found("tarball", layout, root / s.filename) for layout, s in CIFAR10_SOURCES.items()]
-    jpeg = [f for f in (Found("folder", "jpeg", root / JPEG_FOLDER), Found("tarball", "jpeg", root / JPEG_TARBALL))
-            if present(f)]
+    jpeg = [Found("folder", "jpeg", root / JPEG_FOLDER), Found("tarball", "jpeg", root / JPEG_TARBALL)]
+    jpeg = [f for f in jpeg if present(f)]
     subsets = [Found("tarball", layout, root / n, subset=True) for layout, n in SUBSET_TARBALLS.items()]
     # An extracted subset keeps its old place (any extracted folder first) unless the JPEG
     # copy is there: the 60,000 JPEG images beat the subset's 6,187 official ones.
@@ -129,14 +129,21 @@ def describe_copy(found: Found, n_train: int, n_test: int) -> str:
 
 
 def _load_jpeg(found: Found, train: bool, progress: bool):
-    """(images, labels) of one split of the JPEG copy, labels in CIFAR10_CLASSES order."""
+    """(images, labels) of one split of the JPEG copy, labels in CIFAR10_CLASSES order.
+
+    The tree lists the images class by class; they come back interleaved -- image k of
+    each class in turn, classes in label order -- so that the first N (--limit-train,
+    --limit-test) hold every class, as the official batches do, not just airplanes.
+    """
     split = "train" if train else "test"
     tree = ImageFolder(found.path, subfolder=f"{JPEG_FOLDER}/{split}" if found.kind == "tarball" else split,
                        classes=CIFAR10_CLASSES, mode="RGB", progress=progress)
     if tree.images.shape[1:] != (3, 32, 32):
         raise DatasetError(f"{tree.where}: CIFAR-10 images are 32x32 RGB, found "
                            f"{'x'.join(map(str, tree.images.shape[1:]))} (C x H x W)")
-    return tree.images, tree.labels
+    within_class = np.arange(len(tree.labels)) - np.searchsorted(tree.labels, tree.labels)
+    order = np.lexsort((tree.labels, within_class))
+    return tree.images[order], tree.labels[order]
 
 
 def download_cifar10(root=None, *, layout="python", url=None, md5=None, size=None, progress=True) -> Path:

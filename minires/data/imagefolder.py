@@ -2,7 +2,8 @@
 
     root/cat/0001.jpg        classes: the sub-folder names, sorted (torchvision's
     root/cat/0002.png        ImageFolder order); label = index of the image's class;
-    root/dog/a/0003.jpg      images: every file below a class folder, sorted by path
+    root/dog/a/0003.jpg      images: every image file below a class folder, class by
+                             class in label order, sorted by path within a class
 
 Images are decoded with Pillow (``pip install "minires[images]"``) once, stacked
 into one uint8 (N, C, H, W) array -- what the device-side DataLoader moves to the
@@ -84,7 +85,8 @@ class ImageFolder:
                                        "(or tarball) holding one sub-folder of images per class")
         if self.root.is_file() and not is_tarball(self.root):
             raise DatasetError(f"ImageFolder: {self.root} is a file but not a tarball "
-                               f"({', '.join(TARBALL_SUFFIXES)}); pass the folder that holds the class folders")
+                               f"({', '.join(TARBALL_SUFFIXES)}); pass the folder that holds the "
+                               "class folders")
         self.where = f"{self.root}:{self.subfolder}" if self.root.is_file() and self.subfolder else (
             str(self.root / self.subfolder) if self.subfolder else str(self.root))
         settings = {"version": CACHE_VERSION, "subfolder": self.subfolder, "resize": self.resize,
@@ -124,16 +126,18 @@ class ImageFolder:
         classes, entries = self._tree.list()      # entries: (path inside the tree, bytes or Path)
         if expected_classes is not None:
             expected_classes = tuple(expected_classes)
-            if set(classes) != set(expected_classes):
-                raise DatasetError(
-                    f"ImageFolder {self.where}: expected exactly the class folders "
-                    f"{', '.join(expected_classes)}; missing: {', '.join(sorted(set(expected_classes) - set(classes))) or '-'}, "
-                    f"unexpected: {', '.join(sorted(set(classes) - set(expected_classes))) or '-'}")
+            missing = sorted(set(expected_classes) - set(classes))
+            unexpected = sorted(set(classes) - set(expected_classes))
+            if missing or unexpected:
+                raise DatasetError(f"ImageFolder {self.where}: expected exactly the class folders "
+                                   f"{', '.join(expected_classes)}; missing: {', '.join(missing) or '-'}, "
+                                   f"unexpected: {', '.join(unexpected) or '-'}")
             classes = expected_classes
         if not classes:
             raise DatasetNotFoundError(f"ImageFolder: {self.where} has no class sub-folders; expected "
                                        f"{self.where}/<class>/<image>, e.g. {self.where}/cat/0001.jpg")
         index = {c: i for i, c in enumerate(classes)}
+        entries = sorted(entries, key=lambda e: (index[e[0].split("/", 1)[0]], e[0]))  # label order
         counts = dict.fromkeys(classes, 0)
         for rel, _ in entries:
             counts[rel.split("/", 1)[0]] += 1
@@ -143,8 +147,9 @@ class ImageFolder:
                                f"in the class folder(s) {', '.join(empty)}; remove them or add images")
         from tqdm import tqdm
         arrays = []
+        # disable=None: a bar in a terminal only, never a flood of \r lines in a log
         for rel, content in tqdm(entries, desc=f"decoding {self.where}", unit="img", leave=False,
-                                 disable=not progress):
+                                 disable=None if progress else True):
             arrays.append(_decode(Image, content, f"{self.where}/{rel}", self.mode, self.resize))
         shapes = {a.shape[:2] for a in arrays}
         if len(shapes) > 1:
@@ -175,7 +180,7 @@ class _FolderTree:
     def _files(self):
         """(class names, sorted paths inside the tree of every image file), scanned once."""
         if self._scan is None:
-            classes = sorted(e.name for e in os.scandir(self.top) if e.is_dir() and not e.name.startswith("."))
+            classes = class_folders(self.top)
             files = []
             for c in classes:
                 for folder, dirs, names in os.walk(self.top / c, followlinks=True):
@@ -235,6 +240,11 @@ class _TarTree:
         return sorted(classes), sorted(entries, key=lambda e: e[0])
 
 
+def class_folders(folder: Path) -> list[str]:
+    """The class sub-folders of ``folder``, sorted; hidden ones (.ipynb_checkpoints, ...) skipped."""
+    return sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
+
+
 def _is_image_name(name: str) -> bool:
     return not name.startswith(".") and name.lower().endswith(IMG_EXTENSIONS)
 
@@ -260,7 +270,8 @@ def _size(resize):
         return None
     size = (resize, resize) if np.isscalar(resize) else tuple(resize)
     if len(size) != 2 or not all(isinstance(s, (int, np.integer)) and s >= 1 for s in size):
-        raise ValueError(f"ImageFolder: resize must be None, an int N or (H, W) of positive ints; got {resize!r}")
+        raise ValueError(f"ImageFolder: resize must be None, an int N or (H, W) of positive ints; "
+                         f"got {resize!r}")
     return [int(size[0]), int(size[1])]
 
 
@@ -275,8 +286,8 @@ def _read_cache(path: Path, fingerprint: str):
             if str(z["fingerprint"]) != fingerprint:
                 return None
             return z["images"], z["labels"], tuple(z["classes"].tolist()), tuple(z["files"].tolist())
-    except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile, zlib.error):  # absent, stale format or damaged: decode again
-        return None
+    except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile, zlib.error):
+        return None  # absent, of an older format or damaged: decode again
 
 
 def writable_folder(folder: Path) -> bool:
@@ -308,6 +319,7 @@ def _write_cache(paths, fingerprint, images, labels, classes, files):
                 continue
             fd, tmp = tempfile.mkstemp(prefix=f"{path.name}.", suffix=".part", dir=path.parent)
             try:
+                os.chmod(tmp, 0o644)              # mkstemp's 0600 would hide it from other users
                 with os.fdopen(fd, "wb") as f:
                     np.savez(f, images=images, labels=labels, classes=np.array(classes, dtype=str),
                              files=np.array(files, dtype=str), fingerprint=np.array(fingerprint))
@@ -333,12 +345,13 @@ class ImageFolderSplit(ImageFolder):
         usage = ("an image-folder data set is ROOT/train/<class>/<image> and ROOT/test/<class>/<image>, "
                  "the same class folders in both")
         if root is None:
-            raise DatasetNotFoundError(f"the imagefolder data set needs its folder (--data-dir ROOT): {usage}")
+            raise DatasetNotFoundError(f"the imagefolder data set needs its folder (--data-dir ROOT): "
+                                       f"{usage}")
         root = Path(root).expanduser()
         for split in ("train", "test"):
             if not (root / split).is_dir():
                 raise DatasetNotFoundError(f"{root} has no {split}/ folder: {usage}")
-        classes = sorted(e.name for e in os.scandir(root / "train") if e.is_dir() and not e.name.startswith("."))
+        classes = class_folders(root / "train")
         self.train = bool(train)
         super().__init__(root, resize, subfolder="train" if self.train else "test", classes=classes,
                          progress=progress)
