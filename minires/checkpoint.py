@@ -218,6 +218,11 @@ def _parse_archive(path, data):
         raise _damaged(path, f"not a readable .npz archive ({type(e).__name__}: {e})") from None
     if not isinstance(archive, np.lib.npyio.NpzFile):
         raise CheckpointError(f"{path} is a single .npy array, not a minires checkpoint")
+    if len(set(archive.files)) != len(archive.files):
+        # a flipped byte in a zip directory name can make one member shadow another
+        twice = sorted({n for n in archive.files if archive.files.count(n) > 1})
+        archive.close()
+        raise _damaged(path, f"it lists the array(s) {twice} twice")
     arrays = {}
     with archive:
         for name in archive.files:
@@ -307,13 +312,12 @@ def restore_optimizer(path, optimizer, arrays, meta):
     The groups must match the optimizer's one for one, with the same hyper-parameter names
     and types (a saved group can never replace the parameters it trains); each state array
     must belong to an existing parameter and match its shape and dtype."""
-    groups = meta.get("optimizer_groups")
+    groups = meta_value(path, meta, "optimizer_groups", list)
     live = optimizer.param_groups
-    if not isinstance(groups, list) or len(groups) != len(live):
-        found = f"{len(groups)} groups" if isinstance(groups, list) else f"{type(groups).__name__}"
-        raise CheckpointError(f"checkpoint {path}: meta 'optimizer_groups' is {found}, this "
-                              f"optimizer has {len(live)} parameter group(s); was it saved by "
-                              f"another model or setup?")
+    if len(groups) != len(live):
+        raise CheckpointError(f"checkpoint {path}: meta 'optimizer_groups' holds {len(groups)} "
+                              f"groups, this optimizer has {len(live)}; was it saved by another "
+                              f"model or setup?")
     for g, (saved, group) in enumerate(zip(groups, live)):
         _check_group(path, g, saved, group)
     params = [p for group in live for p in group["params"]]
