@@ -6,13 +6,15 @@ sealed by a SHA-256 digest written last.
     arrays, meta = load_checkpoint(path)          # refuses damaged files: CheckpointError
     restore_model(path, model, arrays)            # "model/<name>" arrays -> parameters, buffers
     restore_optimizer(path, optimizer, arrays, meta)    # "optim/<i>/<name>" + optimizer_groups
+    epoch = meta_value(path, meta, "epoch", int)  # the caller's own fields, type-checked
 
 Layout.  A zip archive (uncompressed members, fixed timestamps, so equal content
 gives equal bytes) of ``.npy`` members plus ``__meta__``, the JSON document as a
 uint8 array.  The archive comment is ``minires-sha256:<64 hex digits>``, the digest
 of every byte before those digits: member names, dtypes, shapes, array bytes,
-the meta document and the zip directory.  Any truncation or flipped byte is
-therefore refused before numpy or zipfile parse anything.
+the meta document and the zip directory.  A flipped byte anywhere is refused
+before numpy or zipfile parse anything; a truncated file has lost its digest
+and is refused for that.
 
 Writing: a temporary ``.tmp-*.npz`` in the same folder (mode from the umask, like
 any new file), fsync, rename over the old checkpoint, fsync of the folder.  A
@@ -23,8 +25,9 @@ CheckpointWriteError (an OSError) naming the file.
 Older checkpoints (``minires-checkpoint-1``, written before the digest existed)
 still load, so runs started before it can be resumed: they get every check below
 except the digest.  Their zip CRC-32s guard the arrays and the meta, so a flipped
-byte there is refused; one in zip bookkeeping (a timestamp, a header copy) that
-leaves the content intact goes unnoticed.  The next save seals the run.
+byte there is refused, and so is a directory listing a member twice; one in zip
+bookkeeping (a timestamp, a header copy) that leaves the content intact goes
+unnoticed.  The next save seals the run.
 
 Everything loaded is checked: only bool/integer/float arrays, all floats finite,
 the meta a JSON object of a known format; restore_* check names, shapes and
@@ -95,7 +98,6 @@ def save_checkpoint(path, arrays, meta):
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-        _fsync_folder(folder)
     except BaseException as e:
         try:
             os.unlink(tmp)
@@ -104,6 +106,11 @@ def save_checkpoint(path, arrays, meta):
         if isinstance(e, OSError):
             raise CheckpointWriteError(e.errno, _write_failure(path, e)) from e
         raise
+    try:
+        _fsync_folder(folder)
+    except OSError as e:
+        raise CheckpointWriteError(e.errno, f"checkpoint {path} was written, but syncing its folder "
+                                            f"failed ({e.strerror}): a power cut now could undo it") from e
 
 
 def _write_sealed_archive(f, arrays):
@@ -231,6 +238,8 @@ def _parse_archive(path, data):
             except Exception as e:    # Bad CRC-32, EOFError, zlib.error, object arrays, ...
                 raise _damaged(path, f"array {name!r} cannot be read "
                                      f"({type(e).__name__}: {e})") from None
+            if not isinstance(arrays[name], np.ndarray):     # numpy hands out other members as bytes
+                raise _damaged(path, f"member {name!r} is not a .npy array")
     return arrays
 
 
@@ -269,13 +278,14 @@ def restore_model(path, model, arrays):
     targets = _state_tensors(model)
     missing = [k for k in targets if k not in saved]
     unknown = [k for k in saved if k not in targets]
-    if missing or unknown:
-        raise CheckpointError(
-            f"checkpoint {path} does not fit this {type(model).__name__}: "
-            + "; ".join(part for part in (
-                missing and f"missing arrays {_names('model/', missing)}",
-                unknown and f"unknown arrays {_names('model/', unknown)}") if part)
-            + "; was it saved from another model?")
+    problems = []
+    if missing:
+        problems.append(f"missing arrays {_names('model/', missing)}")
+    if unknown:
+        problems.append(f"unknown arrays {_names('model/', unknown)}")
+    if problems:
+        raise CheckpointError(f"checkpoint {path} does not fit this {type(model).__name__}: "
+                              f"{'; '.join(problems)}; was it saved from another model?")
     for name, t in targets.items():
         value = saved[name]
         if tuple(value.shape) != tuple(t.shape) or value.dtype != t.dtype:

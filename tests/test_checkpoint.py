@@ -7,6 +7,7 @@ import json
 import os
 import re
 import stat
+import zipfile
 
 import numpy as np
 import pytest
@@ -279,6 +280,13 @@ def test_non_numeric_and_non_finite_arrays_are_refused(tmp_path, value, pattern)
     assert not any(tmp_path.glob("new.npz")) and not any(tmp_path.glob(".tmp-*"))
 
 
+def test_a_member_that_is_not_an_npy_array_is_refused(tmp_path):
+    write_legacy(tmp_path / "x.npz", {"w": np.zeros(2)}, {})
+    with zipfile.ZipFile(tmp_path / "x.npz", "a") as archive:
+        archive.writestr("readme.txt", "hello")
+    refused(tmp_path / "x.npz", "'readme.txt' is not a .npy array")
+
+
 def test_pickled_object_arrays_are_refused(tmp_path):
     np.savez(tmp_path / "o.npz", w=np.array([{"a": 1}], dtype=object),
              __meta__=np.frombuffer(json.dumps({"format": LEGACY_FORMAT}).encode(), np.uint8))
@@ -407,6 +415,20 @@ def test_permission_denied_names_the_file_and_leaves_no_temporary(ckpt, monkeypa
         save_checkpoint(ckpt, {"w": np.zeros(2)}, {})
     assert str(ckpt) in str(info.value) and info.value.errno == errno.EACCES
     assert [p.name for p in ckpt.parent.iterdir()] == [ckpt.name]
+
+
+def test_a_folder_that_cannot_be_synced_is_reported_after_the_rename(tmp_path, monkeypatch):
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise OSError(errno.EIO, "Input/output error")
+        real_fsync(fd)
+    monkeypatch.setattr(os, "fsync", fsync)
+    with pytest.raises(CheckpointWriteError, match="was written, but syncing its folder failed"):
+        save_checkpoint(tmp_path / "c.npz", {"w": np.zeros(2)}, {})
+    monkeypatch.undo()
+    assert np.array_equal(load_checkpoint(tmp_path / "c.npz")[0]["w"], np.zeros(2))
 
 
 def test_an_interrupt_mid_write_leaves_no_temporary(ckpt, monkeypatch):
