@@ -30,7 +30,8 @@ def _train_parser(sub):
                        description="Train a residual network. Defaults: He et al. 2015's CIFAR-10 recipe.")
     p.add_argument("--model", default="resnet20", help="resnet20/32/44/56/110/1202, plain20..., "
                    "preact_resnet110, resnet18..152 (see `minires summary --list`)")
-    p.add_argument("--dataset", default="cifar10", choices=["cifar10", "fashion-mnist", "mnist"])
+    p.add_argument("--dataset", default="cifar10", choices=["cifar10", "fashion-mnist", "mnist", "imagefolder"],
+                   help="imagefolder: any --data-dir ROOT holding train/<class>/*.jpg and test/<class>/*.jpg")
     p.add_argument("--data-dir", help="folder holding the data set (default: $MINIRES_DATA or "
                    "~/.cache/minires; Fashion-MNIST also /usr/share/datasets/fashion-mnist)")
     p.add_argument("--no-download", dest="download", action="store_false",

@@ -3,10 +3,18 @@
 Where a copy is looked for, inside ``root`` (default ``$MINIRES_DATA`` or
 ``~/.cache/minires``), first hit wins:
 
-1. an extracted folder: ``cifar-10-batches-py/`` or ``cifar-10-batches-bin/``;
-2. a tarball: the official ``cifar-10-python.tar.gz`` / ``cifar-10-binary.tar.gz``
-   (size and MD5 checked before use), then this project's test subsets
-   ``cifar-10-subset-python.tar.gz`` / ``cifar-10-subset-binary.tar.gz``.
+1. an extracted folder of the full data set: ``cifar-10-batches-py/`` or ``cifar-10-batches-bin/``;
+2. the official ``cifar-10-python.tar.gz`` / ``cifar-10-binary.tar.gz`` (size and MD5
+   checked before use);
+3. the JPEG copy, all 60,000 images after a JPEG round trip, as an image tree
+   (``cifar-10-jpeg/{train,test}/<class>/*.jpg``, folder or ``cifar-10-jpeg.tar.gz``;
+   read by ImageFolder, which caches the decoded images; classes interleaved, see _load_jpeg);
+4. this project's test subsets ``cifar-10-subset-python.tar.gz`` / ``cifar-10-subset-binary.tar.gz``.
+
+A folder extracted from a subset (``data_batch_1`` under 10,000 images) ranks first like
+any extracted folder, except that the JPEG copy (and the official tarballs) go before it.
+
+``root`` may also name one of these archives or folders itself, to pick that copy.
 
 A tarball is extracted into ``root`` once, through a temporary folder that is
 renamed into place only after both splits were read and validated, so a bad
@@ -22,10 +30,11 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..messages import Message
 from .archive import read_members, safe_extract
 from .download import download_url, md5sum
-from ..messages import Message
 from .errors import DatasetError, DatasetNotFoundError
+from .imagefolder import ImageFolder
 from .paths import ENV_VAR, default_root
 from .safe_pickle import safe_loads
 
@@ -52,28 +61,90 @@ CIFAR10_SOURCES = {
 }
 FOLDERS = {"python": "cifar-10-batches-py", "binary": "cifar-10-batches-bin"}
 SUBSET_TARBALLS = {"python": "cifar-10-subset-python.tar.gz", "binary": "cifar-10-subset-binary.tar.gz"}
+JPEG_FOLDER, JPEG_TARBALL = "cifar-10-jpeg", "cifar-10-jpeg.tar.gz"
 BATCHES = {True: [f"data_batch_{i}" for i in range(1, 6)], False: ["test_batch"]}
 PIXELS = 3 * 32 * 32
 RECORD = 1 + PIXELS  # binary layout: one label byte, then the 3072 pixel bytes (R, G, B planes)
 
 
 class Found(NamedTuple):
-    kind: str    # 'folder' or 'tarball'
-    layout: str  # 'python' or 'binary'
+    kind: str              # 'folder' or 'tarball'
+    layout: str            # 'python', 'binary' or 'jpeg'
     path: Path
+    subset: bool = False   # this project's small subset (or a folder extracted from it)
 
 
 def locate(root) -> Found | None:
-    """The first copy of CIFAR-10 in ``root``, in the order the module docstring gives."""
+    """The first copy of CIFAR-10 in ``root`` (or ``root`` itself when it names one of the
+    archives or folders), in the order the module docstring gives."""
     root = Path(root)
-    for layout, folder in FOLDERS.items():
-        if (root / folder).is_dir():
-            return Found("folder", layout, root / folder)
-    tarballs = [(layout, s.filename) for layout, s in CIFAR10_SOURCES.items()] + list(SUBSET_TARBALLS.items())
-    for layout, name in tarballs:
-        if (root / name).is_file():
-            return Found("tarball", layout, root / name)
-    return None
+    named = [c for c in _candidates(root.parent) if c.path == root]
+    if named:
+        return named[0]
+    if root.is_file():
+        raise DatasetError(f"{root} is not a CIFAR-10 copy minires can read: give the folder that holds "
+                           f"one, or one of {', '.join(_copy_names())} itself")
+    return next(iter(_candidates(root)), None)
+
+
+def _copy_names() -> list[str]:
+    names = [f"{f}/" for f in FOLDERS.values()] + [s.filename for s in CIFAR10_SOURCES.values()]
+    return names + [f"{JPEG_FOLDER}/", JPEG_TARBALL, *SUBSET_TARBALLS.values()]
+
+
+def _candidates(root: Path) -> list[Found]:
+    """Every copy in ``root``, best first (the module docstring's order)."""
+    def present(found):
+        return found.path.is_dir() if found.kind == "folder" else found.path.is_file()
+    folders = [Found("folder", layout, root / f) for layout, f in FOLDERS.items() if (root / f).is_dir()]
+    folders = [f._replace(subset=_is_subset_folder(f)) for f in folders]
+    full, small = [f for f in folders if not f.subset], [f for f in folders if f.subset]
+    tarballs = [Found("tarball", layout, root / s.filename) for layout, s in CIFAR10_SOURCES.items()]
+    jpeg = [Found("folder", "jpeg", root / JPEG_FOLDER), Found("tarball", "jpeg", root / JPEG_TARBALL)]
+    jpeg = [f for f in jpeg if present(f)]
+    subsets = [Found("tarball", layout, root / n, subset=True) for layout, n in SUBSET_TARBALLS.items()]
+    # An extracted subset keeps its old place (any extracted folder first) unless the JPEG
+    # copy is there: the 60,000 JPEG images beat the subset's 6,187 official ones.
+    ranked = (full + tarballs + jpeg + small if jpeg else full + small + tarballs) + subsets
+    return [f for f in ranked if present(f)]
+
+
+def _is_subset_folder(found: Found) -> bool:
+    """A batches folder whose data_batch_1 holds fewer than the official 10,000 images
+    (the extracted subset, which shares the official folder name)."""
+    first = found.path / _file_names(found.layout, True)[0]
+    return first.is_file() and first.stat().st_size < 10000 * PIXELS
+
+
+def describe_copy(found: Found, n_train: int, n_test: int) -> str:
+    """One line for the log: which copy of CIFAR-10 a run reads."""
+    counts = f"{n_train:,} train / {n_test:,} test images"
+    if found.layout == "jpeg":
+        return (f"CIFAR-10: the JPEG copy {found.path} ({counts}; pixels went through JPEG, "
+                "compare with runs on the same files)")
+    if found.subset:
+        return (f"CIFAR-10: this project's subset {found.path} ({counts}, official pixels; "
+                "a small part of the data set, for tests and smoke runs)")
+    what = "archive" if found.kind == "tarball" else "batches"
+    return f"CIFAR-10: the official {found.layout} {what} {found.path} ({counts})"
+
+
+def _load_jpeg(found: Found, train: bool, progress: bool):
+    """(images, labels) of one split of the JPEG copy, labels in CIFAR10_CLASSES order.
+
+    The tree lists the images class by class; they come back interleaved -- image k of
+    each class in turn, classes in label order -- so that the first N (--limit-train,
+    --limit-test) hold every class, as the official batches do, not just airplanes.
+    """
+    split = "train" if train else "test"
+    tree = ImageFolder(found.path, subfolder=f"{JPEG_FOLDER}/{split}" if found.kind == "tarball" else split,
+                       classes=CIFAR10_CLASSES, mode="RGB", progress=progress)
+    if tree.images.shape[1:] != (3, 32, 32):
+        raise DatasetError(f"{tree.where}: CIFAR-10 images are 32x32 RGB, found "
+                           f"{'x'.join(map(str, tree.images.shape[1:]))} (C x H x W)")
+    within_class = np.arange(len(tree.labels)) - np.searchsorted(tree.labels, tree.labels)
+    order = np.lexsort((tree.labels, within_class))
+    return tree.images[order], tree.labels[order]
 
 
 def download_cifar10(root=None, *, layout="python", url=None, md5=None, size=None, progress=True) -> Path:
@@ -106,9 +177,12 @@ class CIFAR10:
                 raise DatasetNotFoundError(_not_found_message(self.root, default=root is None))
             path = download_cifar10(self.root, layout=layout, url=url, md5=md5, size=size, progress=progress)
             found, downloaded = Found("tarball", layout, path), True
-        self.source = found.path
+        self.source, self.found = found.path, found
+        if found.layout == "jpeg":
+            self.images, self.labels = _load_jpeg(found, self.train, progress)
+            return
         try:
-            self.images, self.labels = _load(found, self.train, self.root, verified=downloaded)
+            self.images, self.labels = _load(found, self.train, found.path.parent, verified=downloaded)
         except Exception:
             if downloaded:  # verified bytes but unusable content: leave nothing behind
                 found.path.unlink(missing_ok=True)
@@ -128,14 +202,12 @@ def _source(layout) -> Source:
 
 
 def _not_found_message(root: Path, default: bool) -> Message:
-    names = [f"{f}/" for f in FOLDERS.values()] + [s.filename for s in CIFAR10_SOURCES.values()]
-    names += list(SUBSET_TARBALLS.values())
     where = f"{root} (the default: ${ENV_VAR} or ~/.cache/minires)" if default else str(root)
     fact = "{where} does not exist" if not root.exists() else "nothing in {where}: looked for {names}"
     src = CIFAR10_SOURCES["python"]
     return Message("CIFAR-10 not found: " + fact + ". Download {url} and pass the folder that holds "
                    "{name} (or the extracted {folder}/) as {root}{or_download}.", where=where,
-                   names=", ".join(names), url=src.url, name=src.filename, folder=FOLDERS["python"])
+                   names=", ".join(_copy_names()), url=src.url, name=src.filename, folder=FOLDERS["python"])
 
 
 def _load(found: Found, train: bool, root: Path, verified: bool):
