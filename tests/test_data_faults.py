@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 
 from minires.data import (CIFAR10, CIFAR10_SOURCES, DatasetError, DownloadError, UnsafeArchiveError, UnsafePickleError,
-                          download_url, safe_loads)
+                          download_url, safe_extract, safe_loads)
 from minires.data.archive import Tarball
 from minires.data.cifar import EXTRACT_PREFIX, remove_orphans
 from minires.data.scratch import STALE_AFTER
@@ -180,6 +180,24 @@ def test_damaged_tar_inside_a_valid_gzip_is_refused(tmp_path, damage, message):
     one_line(info.value, path)
 
 
+def test_safe_extract_verifies_the_whole_archive_before_writing(tmp_path):
+    packed = bytearray(gzip.compress(tar_bytes(("a/one", os.urandom(3000)), ("a/two", b"2"))))
+    packed[-7] ^= 0x01  # the CRC-32: only reading to the very end notices
+    path = tmp_path / "damaged.tar.gz"
+    path.write_bytes(packed)
+    with pytest.raises(DatasetError, match="incorrect data check"):
+        safe_extract(path, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_decompression_bomb_is_refused(tmp_path):
+    path = tmp_path / "bomb.tar.gz"
+    path.write_bytes(gzip.compress(b"\0" * (8 << 20)))  # 8 KB that decompresses to 8 MB
+    with pytest.raises(DatasetError, match="more than 1048576 bytes") as info:
+        Tarball(path, limit=1 << 20)
+    one_line(info.value, path)
+
+
 def test_zero_padding_and_several_gzip_members_are_accepted(tmp_path):
     raw = tar_bytes(("a/one", b"1" * 600), ("a/two", b"2" * 7))
     path = tmp_path / "padded.tar.gz"
@@ -240,6 +258,21 @@ def test_crafted_array_pickles_are_refused_before_allocating(payload, message):
         refused_without_allocating(pickle.dumps(payload, protocol=protocol), message)
 
 
+def memo_reuse_pickle(n, copies):
+    """Protocol 2 by hand: one n-character str, memoised, turned into bytes ``copies`` times."""
+    head = b"\x80\x02c_codecs\nencode\nq\x00X" + n.to_bytes(4, "little") + b"x" * n
+    one = b"h\x00h\x01h\x02\x86R"  # encode(memo 1, memo 2): another n bytes for 8 in the file
+    return head + b"q\x01X\x06\x00\x00\x00latin1q\x02](" + one * copies + b"e."
+
+
+def test_memoised_data_reused_over_and_over_is_refused():
+    assert len(safe_loads(memo_reuse_pickle(100_000, 1))) == 1
+    refused_without_allocating(memo_reuse_pickle(100_000, 1000), "more data than twice the file's size")
+    state = (1, (100_000,), np.dtype("u1"), False, b"\1" * 100_000)  # one state, memoised, BUILD 1000 times
+    arrays = [_State(_reconstruct, (np.ndarray, (0,), b"b"), state) for _ in range(1000)]
+    refused_without_allocating(pickle.dumps(arrays, protocol=4), "more data than twice")
+
+
 @pytest.mark.parametrize("protocol", [2, 3, 4, 5])
 def test_arrays_of_every_protocol_and_order_round_trip(protocol):
     arrays = [np.arange(24, dtype=">i4").reshape(2, 3, 4), np.asfortranarray(np.ones((3, 5), np.float32)),
@@ -295,6 +328,7 @@ def test_symlink_to_a_sibling_folder_is_resolved_and_the_cache_keeps_working(tmp
     batches = tiny_cifar(seed=3)
     root, _ = tar_with_links(tmp_path, batches, [("cifar-10-batches-py", "real", tarfile.SYMTYPE)],
                              files_under="real")
+    (root / "cifar-10-batches-py").symlink_to("real")  # what an older minires left: a dangling link
     for attempt in range(2):  # the first load caches, the second reads the cache
         for train in (True, False):
             ds = CIFAR10(root, train=train)

@@ -21,7 +21,8 @@ from pathlib import Path
 
 from .errors import DatasetError, UnsafeArchiveError
 
-CHUNK = 1 << 20
+CHUNK = 1 << 16  # compressed bytes per step: at most ~66 MB of output each (deflate's 1032:1)
+MAX_BYTES = 1 << 30  # decompressed; the full CIFAR-10 python tarball holds 185 MB
 MAX_LINK_HOPS = 40  # as Linux's limit on symlinks followed while resolving one path
 FIX = "Delete it and download it again"
 
@@ -58,13 +59,14 @@ def check_members(tar: tarfile.TarFile, what="archive") -> list[tarfile.TarInfo]
     return members
 
 
-def gunzip(path) -> bytes:
+def gunzip(path, limit=MAX_BYTES) -> bytes:
     """The decompressed bytes of every gzip member in ``path``, each one's CRC and length checked.
 
     Zero padding between or after members is allowed (as gzip allows it); anything
-    else that is not a complete gzip member is an error.
+    else that is not a complete gzip member is an error, and so is decompressing
+    to more than ``limit`` bytes (a small file can expand a thousandfold).
     """
-    out, member, started = [], None, False
+    out, member, started, total = [], None, False, 0
     try:
         with open(path, "rb") as f:
             while chunk := f.read(CHUNK):
@@ -75,6 +77,10 @@ def gunzip(path) -> bytes:
                             break
                         member, started = zlib.decompressobj(16 + zlib.MAX_WBITS), True
                     out.append(member.decompress(chunk))
+                    total += len(out[-1])
+                    if total > limit:
+                        raise DatasetError(f"{path}: decompresses to more than {limit} bytes: not a "
+                                           "dataset archive (or a decompression bomb); refusing it")
                     chunk = member.unused_data if member.eof else b""
                     if member.eof:  # zlib verified this member's CRC-32 and length
                         member = None
@@ -97,9 +103,9 @@ class Tarball:
     see folders through links the same way.
     """
 
-    def __init__(self, path, what=None):
+    def __init__(self, path, what=None, limit=MAX_BYTES):
         self.path, self.what = Path(path), what or str(path)
-        self.raw = gunzip(path)
+        self.raw = gunzip(path, limit)
         try:
             with tarfile.open(fileobj=io.BytesIO(self.raw), mode="r:") as tar:
                 members = check_members(tar, self.what)

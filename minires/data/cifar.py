@@ -202,6 +202,8 @@ def _write_cache(cache: Path, files: dict):
                 f.flush()
                 os.fsync(f.fileno())
         target = cache
+        if cache.is_symlink() and not cache.exists():  # a dangling link where the cache goes
+            cache.unlink()
         try:
             os.replace(staged, cache)
         except OSError:  # another process cached it first: theirs is as good as ours

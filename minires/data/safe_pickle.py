@@ -63,61 +63,30 @@ def _check_kind(dtype):
         raise _Refused(f"refused an array of dtype {dtype}: a dataset batch holds plain numbers")
 
 
-def _checked_array_bytes(data, shape, dtype, what_built):
+def _checked_array_bytes(data, shape, dtype):
     """Refuse unless ``data`` holds exactly the bytes an array of ``shape`` x ``dtype`` needs."""
     if not (isinstance(shape, tuple) and all(type(n) is int and n >= 0 for n in shape)):
-        raise _Refused(f"refused {what_built} with shape {shape!r}: expected a tuple of sizes")
+        raise _Refused(f"refused an array with shape {shape!r}: expected a tuple of sizes")
     if not isinstance(dtype, np.dtype):
-        raise _Refused(f"refused {what_built} with dtype {dtype!r}: expected a numpy.dtype")
+        raise _Refused(f"refused an array with dtype {dtype!r}: expected a numpy.dtype")
     _check_kind(dtype)
     if not isinstance(data, (bytes, bytearray)):
-        raise _Refused(f"refused {what_built} whose data is a {type(data).__name__}, not bytes")
+        raise _Refused(f"refused an array whose data is a {type(data).__name__}, not bytes")
     needed = math.prod(shape) * dtype.itemsize
     if len(data) != needed:
-        raise _Refused(f"refused {what_built} of shape {shape} {dtype} built from {len(data)} "
+        raise _Refused(f"refused an array of shape {shape} {dtype} built from {len(data)} "
                        f"bytes; it needs exactly {needed}")
 
 
-def _checked_reconstruct(subtype, shape, typecode):
-    """``_reconstruct`` as ndarray.__reduce__ calls it: an empty array that BUILD then fills."""
-    if subtype is not NDARRAY or shape != (0,) or typecode not in (b"b", "b"):
-        raise _Refused(f"refused _reconstruct{(subtype, shape, typecode)!r}: NumPy calls it "
-                       "only as _reconstruct(numpy.ndarray, (0,), b'b')")
-    return _reconstruct(np.ndarray, (0,), b"b")
-
-
-def _checked_frombuffer(buf, dtype, shape, order):
-    """NumPy's ``_frombuffer`` (pickle protocol 5, data in-band)."""
-    _checked_array_bytes(buf, shape, dtype, "an array")
-    if order not in ("C", "F"):
-        raise _Refused(f"refused an array of order {order!r}: expected 'C' or 'F'")
-    return np.frombuffer(buf, dtype).reshape(shape, order=order)
-
-
-def _latin1_bytes(text, encoding):
-    """``_codecs.encode`` as pickle protocol 2 writes bytes: ``encode(str, 'latin1')``."""
-    if not isinstance(text, str) or encoding != "latin1":
-        raise _Refused(f"refused _codecs.encode(..., {encoding!r}): pickle only ever calls "
-                       "it on a str with 'latin1'")
-    return text.encode("latin1")
-
-
-def _empty_bytes(*args):
-    """``bytes()``: how protocol 2 writes b''; any argument (bytes(10**12)) is refused."""
-    if args:
-        raise _Refused("refused a call of bytes() with arguments; pickle writes only bytes()")
-    return b""
-
-
-ALLOWED_GLOBALS = {
-    ("numpy.core.multiarray", "_reconstruct"): _checked_reconstruct,   # written by NumPy 1
-    ("numpy._core.multiarray", "_reconstruct"): _checked_reconstruct,  # re-pickled by NumPy 2
-    ("numpy.core.numeric", "_frombuffer"): _checked_frombuffer,        # protocol 5, NumPy 1
-    ("numpy._core.numeric", "_frombuffer"): _checked_frombuffer,       # protocol 5, NumPy 2
-    ("numpy", "ndarray"): NDARRAY,
-    ("numpy", "dtype"): _checked_dtype,
-    ("_codecs", "encode"): _latin1_bytes,                              # bytes, Python 3, protocol 2
-    ("__builtin__", "bytes"): _empty_bytes,                            # b'', Python 3, protocol 2
+ALLOWED_GLOBALS = {  # the name in the file -> the RestrictedUnpickler attribute it gets
+    ("numpy.core.multiarray", "_reconstruct"): "reconstruct",   # written by NumPy 1
+    ("numpy._core.multiarray", "_reconstruct"): "reconstruct",  # re-pickled by NumPy 2
+    ("numpy.core.numeric", "_frombuffer"): "frombuffer",        # protocol 5, NumPy 1
+    ("numpy._core.numeric", "_frombuffer"): "frombuffer",       # protocol 5, NumPy 2
+    ("numpy", "ndarray"): "ndarray",
+    ("numpy", "dtype"): "dtype",
+    ("_codecs", "encode"): "latin1_bytes",                      # bytes, Python 3, protocol 2
+    ("__builtin__", "bytes"): "empty_bytes",                    # b'', Python 3, protocol 2
 }
 
 
@@ -126,17 +95,29 @@ class RestrictedUnpickler(pickle._Unpickler):
 
     The pure-Python Unpickler, because its BUILD step (``obj.__setstate__(state)``)
     can be intercepted: that is where NumPy fills an array, and where the state's
-    shape and bytes are checked first.
+    shape and bytes are checked first.  What the stand-ins create is charged to
+    ``budget``, twice the file's size: a genuine file never needs more (protocol 2
+    decodes each byte once and copies it into its array once), while a crafted
+    one could otherwise rebuild one memoised string or array state many times.
     """
     dispatch = dict(pickle._Unpickler.dispatch)
+    ndarray = NDARRAY
+    dtype = staticmethod(_checked_dtype)
 
-    def __init__(self, file, what="pickle"):
+    def __init__(self, file, size: int, what="pickle"):
+        """``size``: the file's length in bytes, which sets the budget."""
         super().__init__(file, encoding="bytes")  # Python 2 str -> bytes, as the files were written
-        self.what = what
+        self.what, self.budget = what, 2 * size
+
+    def spend(self, n):
+        self.budget -= n
+        if self.budget < 0:
+            raise _Refused("refused to build more data than twice the file's size (the same "
+                           "string or array state reused over and over)")
 
     def find_class(self, module, name):
         try:
-            return ALLOWED_GLOBALS[(module, name)]
+            return getattr(self, ALLOWED_GLOBALS[(module, name)])
         except KeyError:
             allowed = ", ".join(f"{m}.{n}" for m, n in ALLOWED_GLOBALS)
             raise UnsafePickleError(
@@ -148,6 +129,37 @@ class RestrictedUnpickler(pickle._Unpickler):
     def persistent_load(self, pid):
         raise UnsafePickleError(f"{self.what}: refused a persistent id; nothing in it was executed")
 
+    @staticmethod
+    def reconstruct(subtype, shape, typecode):
+        """``_reconstruct`` as ndarray.__reduce__ calls it: an empty array that BUILD then fills."""
+        if subtype is not NDARRAY or shape != (0,) or typecode not in (b"b", "b"):
+            raise _Refused(f"refused _reconstruct{(subtype, shape, typecode)!r}: NumPy calls it "
+                           "only as _reconstruct(numpy.ndarray, (0,), b'b')")
+        return _reconstruct(np.ndarray, (0,), b"b")
+
+    def frombuffer(self, buf, dtype, shape, order):
+        """NumPy's ``_frombuffer`` (pickle protocol 5, data in-band)."""
+        _checked_array_bytes(buf, shape, dtype)
+        if order not in ("C", "F"):
+            raise _Refused(f"refused an array of order {order!r}: expected 'C' or 'F'")
+        self.spend(len(buf))
+        return np.frombuffer(buf, dtype).reshape(shape, order=order)
+
+    def latin1_bytes(self, text, encoding):
+        """``_codecs.encode`` as pickle protocol 2 writes bytes: ``encode(str, 'latin1')``."""
+        if not isinstance(text, str) or encoding != "latin1":
+            raise _Refused(f"refused _codecs.encode(..., {encoding!r}): pickle only ever calls "
+                           "it on a str with 'latin1'")
+        self.spend(len(text))
+        return text.encode("latin1")
+
+    @staticmethod
+    def empty_bytes(*args):
+        """``bytes()``: how protocol 2 writes b''; any argument (bytes(10**12)) is refused."""
+        if args:
+            raise _Refused("refused a call of bytes() with arguments; pickle writes only bytes()")
+        return b""
+
     def load_build(self):
         state = self.stack.pop()
         obj = self.stack[-1]
@@ -155,7 +167,8 @@ class RestrictedUnpickler(pickle._Unpickler):
             # ndarray state: (version, shape, dtype, is_fortran, data)
             if not (isinstance(state, tuple) and len(state) == 5 and state[0] == 1):
                 raise _Refused("refused an array state that is not (1, shape, dtype, fortran, data)")
-            _checked_array_bytes(state[4], state[1], state[2], "an array")
+            _checked_array_bytes(state[4], state[1], state[2])
+            self.spend(len(state[4]))
         elif isinstance(obj, np.dtype):
             # dtype state: (version, byte order, subdtype, names, fields, elsize, alignment, flags)
             if not (isinstance(state, tuple) and len(state) == 8 and state[2:5] == (None,) * 3):
@@ -173,7 +186,7 @@ class RestrictedUnpickler(pickle._Unpickler):
 def safe_loads(data: bytes, what="pickle"):
     """Unpickle ``data`` allowing only what the official CIFAR-10 files contain."""
     try:
-        return RestrictedUnpickler(io.BytesIO(data), what).load()
+        return RestrictedUnpickler(io.BytesIO(data), len(data), what).load()
     except UnsafePickleError:
         raise
     except _Refused as e:
