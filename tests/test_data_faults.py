@@ -13,7 +13,6 @@ import http.server
 import io
 import os
 import pickle
-import shutil
 import socket
 import subprocess
 import sys
