@@ -15,12 +15,14 @@ from minires.nn import functional as F
 from minires.trace import add_parser, main as trace_main
 
 
-def block_and_input(seed=0, shape=(2, 4, 6, 6), dtype=np.float64, **kw):
+def block_and_input(seed=0, shape=(2, 4, 6, 6), dtype=np.float64, device="cpu"):
     mr.manual_seed(seed)
-    block = BasicBlock(shape[1], shape[1], **kw)
+    block = BasicBlock(shape[1], shape[1])
     if dtype == np.float64:
         block.double()
-    x = mr.tensor(np.random.default_rng(seed).standard_normal(shape).astype(dtype), requires_grad=True)
+    block.to(device)
+    x = mr.tensor(np.random.default_rng(seed).standard_normal(shape).astype(dtype),
+                  requires_grad=True, device=device)
     return block, x
 
 
@@ -52,9 +54,9 @@ def test_records_forward_and_backward_rows_per_node():
     assert all(r.seconds >= 0 for r in t.records) and all(r.grad_in is None for r in fwd.values())
 
 
-def test_norms_agree_with_hooks_on_a_basic_block():
+def test_norms_agree_with_hooks_on_a_basic_block(device):
     """Every node's gradient in, and every edge's gradient out, against tensor hooks."""
-    block, x = block_and_input()
+    block, x = block_and_input(device=device)
     with mr.trace() as t:
         y = block(x)
     seen = {}
@@ -62,7 +64,7 @@ def test_norms_agree_with_hooks_on_a_basic_block():
     for n in tensors:
         if n.requires_grad:
             n.register_hook(lambda g, n=n: seen.__setitem__(id(n), g.numpy().copy()))
-    upstream = np.random.default_rng(1).standard_normal(y.shape)
+    upstream = mr.tensor(np.random.default_rng(1).standard_normal(y.shape), device=device)
     with t:
         y.backward(upstream, retain_graph=True)
     ops = [n for n in tensors if n._op != "leaf"]
@@ -82,6 +84,9 @@ def test_norms_agree_with_hooks_on_a_basic_block():
     conv1, i = blk.branch[0]
     assert t.input_grad_norms(conv1)[i] == pytest.approx(norm(seen[id(x)] - g_add), rel=1e-9)
     assert t.grad_norm(x) is None                                  # a leaf runs no backward
+    conv_forward = next(r for r in t.records if r.phase == "forward" and r.op == "conv2d")
+    assert conv_forward.bytes == 2 * 4 * 6 * 6 * 8                 # its fresh output
+    assert all(r.bytes == 0 for r in t.records if r.op == "add" and r.phase == "backward")
 
 
 def test_trace_sees_the_gradient_after_hooks_replace_it():
