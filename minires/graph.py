@@ -205,7 +205,15 @@ def to_dot(root, names=None, *, trace=None, collapse=False, expand=()):
             if len(where) == 1 and None not in where:
                 group[id(n)] = where.pop()
 
-    out = ["digraph minires {", "  rankdir=TB;", '  node [fontname="Helvetica", fontsize=10];']
+    stage_of = {}                               # collapsed drawings group each stage in a frame
+    if collapse:
+        for b in blocks:
+            stage_of.update({id(n): b.stage for n in b.nodes})
+        for n in nodes:
+            where = {stage_of.get(id(c)) for c, _ in users[id(n)]}
+            if n._op == "leaf" and len(where) == 1 and None not in where:
+                stage_of[id(n)] = where.pop()
+    declared = []                               # (stage or None, DOT line)
     for k, node in enumerate(nodes):
         if id(node) in group:
             continue
@@ -213,18 +221,27 @@ def to_dot(root, names=None, *, trace=None, collapse=False, expand=()):
         style = "box" if node._op != "leaf" else "ellipse"
         fill = ', style=filled, fillcolor="#dbe9f6"' if node._op == "leaf" and node.requires_grad else ""
         label = _label(node, names).replace('"', "'")
-        out.append(f'  n{k} [label="{label}\\n{shape}", shape={style}{fill}];')
+        declared.append((stage_of.get(id(node)), f'n{k} [label="{label}\\n{shape}", shape={style}{fill}];'))
     for b in boxes:
         params = sum(1 for n in nodes if n._op == "leaf" and group.get(id(n)) == f"b{b.number}")
-        lines = [f"block {b.number} (stage {b.stage})", "x".join(map(str, b.add.shape)),
-                 f"{len(b.nodes)} ops, {params} params", "shortcut: " + "→".join(b.shortcut_ops)]
+        lines = [f"block {b.number}: {len(b.nodes)} ops, {params} params",
+                 "shortcut: " + "→".join(b.shortcut_ops)]
         if trace is not None:
             via_short, via_f = (_edge_norm(trace, *b.shortcut[0]), _edge_norm(trace, *b.branch[0]))
             if via_short is not None and via_f is not None:
-                lines.append(f"‖g‖ to x: shortcut {via_short:.3g}, F {via_f:.3g}")
+                lines.append(f"‖g‖ into x: shortcut {via_short:.3g}, F {via_f:.3g}")
         text = "\\n".join(lines)
-        out.append(f'  b{b.number} [label="{text}", shape=box, style="filled,rounded", '
-                   f'fillcolor="#fde8d0"];')
+        declared.append((b.stage, f'b{b.number} [label="{text}", shape=box, style="filled,rounded", '
+                                  f'fillcolor="#fde8d0"];'))
+    out = ["digraph minires {", "  rankdir=TB;", '  node [fontname="Helvetica", fontsize=10];']
+    out += [f"  {line}" for stage, line in declared if stage is None]
+    for stage in sorted({s for s, _ in declared if s is not None}):
+        members = [b for b in blocks if b.stage == stage]
+        shape = "x".join(map(str, members[0].add.shape[1:]))
+        out += [f"  subgraph cluster_stage{stage} {{",
+                f'    label="stage {stage}: {len(members)} blocks, {shape}"; style=rounded; color="#999999"; fontname="Helvetica";']
+        out += [f"    {line}" for s, line in declared if s == stage]
+        out.append("  }")
 
     merged = {}                                 # (src, dst) -> [(parent, consumer, index)]
     for node in nodes:

@@ -158,19 +158,32 @@ NODE = re.compile(r'^\s*(n\d+|b\d+) \[label="([^"]*)", shape=\w+[^\]]*\];$')
 EDGE = re.compile(r'^\s*(n\d+|b\d+) -> (n\d+|b\d+)(?: \[(.*)\])?;$')
 
 
+CLUSTER = re.compile(r'^  subgraph cluster_stage(\d+) \{$')
+
+
 def parse_dot(text):
+    """(nodes {name: label}, edges [(src, dst, attributes)]); clusters only hold node lines."""
     lines = text.splitlines()
     assert lines[0] == "digraph minires {" and lines[-1] == "}"
-    nodes, edges = {}, []
+    assert text.count("{") == text.count("}")
+    nodes, edges, cluster = {}, [], None
     for line in lines[1:-1]:
-        if m := NODE.match(line):
+        if m := CLUSTER.match(line):
+            assert cluster is None
+            cluster = int(m.group(1))
+        elif line == "  }":
+            assert cluster is not None
+            cluster = None
+        elif cluster is not None and line.startswith("    label="):
+            assert re.match(r'^    label="stage \d+: \d+ blocks, \d+x\d+x\d+"; style=rounded; color="[^"]+"; fontname="Helvetica";$', line)
+        elif m := NODE.match(line):
             assert m.group(1) not in nodes
             nodes[m.group(1)] = m.group(2)
         elif m := EDGE.match(line):
             edges.append((m.group(1), m.group(2), m.group(3) or ""))
         else:
-            assert re.match(r"^\s*(rankdir=\w+|node \[.*\]);$", line), line
-    assert all(s in nodes and d in nodes for s, d, _ in edges)
+            assert cluster is None and re.match(r"^\s*(rankdir=\w+|node \[.*\]);$", line), line
+    assert cluster is None and all(s in nodes and d in nodes for s, d, _ in edges)
     return nodes, edges
 
 
@@ -207,7 +220,12 @@ def test_residual_blocks_of_resnet20_and_collapsed_dot():
     assert all(blocks[k + 1].input is blocks[k].nodes[-1] for k in range(8))   # chained
     nodes, edges = parse_dot(mr.to_dot(loss, model.named_parameters(), collapse=True))
     boxes = sorted(k for k in nodes if k.startswith("b"))
-    assert len(boxes) == 9 and "block 4 (stage 2)" in nodes["b4"] and "getitem→pad" in nodes["b4"]
+    assert len(boxes) == 9 and nodes["b4"].startswith("block 4: 9 ops, 6 params")
+    assert "getitem→pad" in nodes["b4"]
+    text = mr.to_dot(loss, collapse=True)
+    stage2 = text[text.index("subgraph cluster_stage2"):].split("  }")[0]
+    assert re.findall(r"b\d+ \[", stage2) == ["b4 [", "b5 [", "b6 ["]
+    assert 'label="stage 2: 3 blocks, 32x16x16"' in stage2
     assert ("b3", "b4", "") in edges and not any(s == d for s, d, _ in edges)
     assert not any("param layer" in v for v in nodes.values())    # block parameters are inside
     open_stage = parse_dot(mr.to_dot(loss, model.named_parameters(), collapse=True, expand=(2,)))[0]
