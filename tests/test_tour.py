@@ -15,6 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 TOUR = ROOT / "docs" / "autograd.md"
 BLOCK = re.compile(r"```python\n(.*?)```\n(?:\n```text\n(.*?)```\n)?", re.S)
+QUOTE = re.compile(r"```\n(def .*?)```\n", re.S)           # source quoted in a plain fence
 OPS_LINK = re.compile(r"\[`(\w+)`\]\(\.\./(minires/ops/\w+\.py)#L(\d+)-L(\d+)\)")
 
 
@@ -52,7 +53,12 @@ def test_every_block_prints_what_the_tour_shows(tmp_path):
 
 
 def test_links_into_ops_point_at_the_functions_they_name():
-    links = OPS_LINK.findall(TOUR.read_text())
+    text = TOUR.read_text()
+    sources = "\n".join(p.read_text() for p in (ROOT / "minires" / "ops").glob("*.py"))
+    quotes = QUOTE.findall(text)
+    assert quotes and all(q in sources for q in quotes), \
+        "docs/autograd.md quotes code that is no longer in minires/ops/: copy the current version"
+    links = OPS_LINK.findall(text)
     assert len(links) >= 5
     for name, path, first, last in links:
         lines = (ROOT / path).read_text().splitlines()
