@@ -194,6 +194,11 @@ def to_dot(root, names=None, *, trace=None, collapse=False, expand=()):
     shortcut = {(id(c), i) for b in blocks for c, i in b.shortcut}
     if collapse is None:
         collapse = sum(n._op != "leaf" for n in nodes) > _AUTO_COLLAPSE_OPS
+    stages = sorted({b.stage for b in blocks})
+    unknown = sorted(set(expand) - set(stages))
+    if unknown:
+        raise ValueError(f"to_dot: expand={tuple(expand)} names stage(s) {unknown} that the graph does "
+                         f"not have; its stages are {stages or 'none (no residual blocks)'}")
     group = {}                                  # id(tensor) -> "bK", drawn inside block K's box
     boxes = [b for b in blocks if collapse and b.stage not in set(expand)]
     for b in boxes:

@@ -231,6 +231,8 @@ def test_residual_blocks_of_resnet20_and_collapsed_dot():
     open_stage = parse_dot(mr.to_dot(loss, model.named_parameters(), collapse=True, expand=(2,)))[0]
     assert sorted(k for k in open_stage if k.startswith("b")) == ["b1", "b2", "b3", "b7", "b8", "b9"]
     assert sum("param layer2" in v for v in open_stage.values()) == 3 * 6
+    with pytest.raises(ValueError, match=r"to_dot: expand=\(4,\) names stage\(s\) \[4\] .* \[1, 2, 3\]"):
+        mr.to_dot(loss, collapse=True, expand=(4,))
     assert not any(k.startswith("b") for k in parse_dot(mr.to_dot(loss, collapse=None))[0])  # 74 ops
 
 
