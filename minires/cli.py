@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from . import gradcheck_suite
+
 SCHEDULE_HELP = "lr schedule: multistep (÷gamma at --milestones), cosine, constant"
 
 
@@ -120,6 +122,7 @@ def main(argv=None):
     p.add_argument("--num-classes", type=int)
     p.add_argument("--list", action="store_true", help="list the model names")
     p.set_defaults(func=cmd_summary)
+    gradcheck_suite.add_parser(sub)
     args = parser.parse_args(argv)
     try:
         args.func(args)
