@@ -132,3 +132,29 @@ def test_readme_gradient_check_snippet_prints_what_it_found(tmp_path):
     assert re.search(r"input 0 \(2, 4, 8, 8\): 512 elements and 3 directions, "
                      r"max relative error \d\.\d\de-\d\d", out)
     assert re.search(r"input 1 \(4, 4, 3, 3\): 144 elements", out)
+
+
+@pytest.mark.gpu
+def test_the_suite_runs_on_the_gpu(capsys):
+    # the cheap checks that build device tensors in each way the suite does (inputs,
+    # class indices, index arrays, a module moved there, dropout's mask, an upstream
+    # gradient); under the CUDA emulator each of the conv checks takes minutes
+    picked = ["batch_norm-train-1d", "cross_entropy", "getitem-repeated", "dropout", "shortcut_plus_one"]
+    status = main(["gradcheck", "--device", "gpu", *picked])
+    out = capsys.readouterr().out
+    assert status == 0, out
+    table = rows(out)
+    assert len(table) == 7 and set(table.values()) == {"pass"}
+    assert re.search(r"^7 checks, 7 passed, 0 failed \(seed 0, cuda, ", out, re.M)
+
+
+def test_a_check_that_raises_is_a_failed_row_and_the_others_still_run(capsys, monkeypatch):
+    kernels = backend.kernels_for(np)
+
+    def broken(*args, **kwargs):
+        raise IndexError("col2im: out of bounds")
+    monkeypatch.setattr(kernels, "col2im", broken)
+    status, out, _ = run_cli(capsys, "conv2d-1x1", "linear")
+    assert status == 1
+    assert rows(out) == {"conv2d-1x1": "FAIL", "linear": "pass"}
+    assert "raised IndexError: col2im: out of bounds" in out
