@@ -52,9 +52,9 @@ def matmul(a, b):
 def linear(x, weight, bias=None):
     """x @ weight^T + bias.  x: (..., in), weight: (out, in), bias: (out,); float32 or float64."""
     check_tensor("linear", "input", x)
+    check_rank("linear", "weight", weight, 2, "(out_features, in_features)")
     for name, t in (("input", x), ("weight", weight), ("bias", bias)):
         check_float("linear", name, t)
-    check_rank("linear", "weight", weight, 2, "(out_features, in_features)")
     parents = (x, weight) if bias is None else (x, weight, bias)
     check_same_device("linear", *parents)
     check_same_dtype("linear", *parents)
