@@ -1,5 +1,6 @@
 """`minires train` end to end on a few real CIFAR-10 images: metrics, plots, checkpoints,
 exact resume after a real Ctrl-C, divergence detection, eval and the CLI."""
+import dataclasses
 import json
 import os
 import signal
@@ -9,7 +10,9 @@ import pytest
 
 from minires import cli
 from minires.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from minires.train import TrainConfig, Trainer, TrainingDiverged, evaluate_checkpoint, train
+from minires.run_folder import RunFolder, RunFolderError
+from minires.train import (RunInterrupted, TrainConfig, Trainer, TrainingDiverged, evaluate_checkpoint,
+                           train)
 from shared_data import SHARED_DATA as DATA
 
 pytestmark = pytest.mark.skipif(not (DATA / "cifar-10-subset-python.tar.gz").exists(),
@@ -44,7 +47,7 @@ def test_run_writes_metrics_plots_and_checkpoint(tmp_path):
 
 def test_refuses_to_overwrite_a_run(tmp_path):
     train(config(tmp_path, epochs=1), log=lambda *a: None)
-    with pytest.raises(FileExistsError, match="--resume"):
+    with pytest.raises(RunFolderError, match="already holds a run .*--resume"):
         train(config(tmp_path, epochs=1), log=lambda *a: None)
 
 
@@ -53,19 +56,22 @@ def test_ctrl_c_then_resume_gives_exactly_the_uninterrupted_run(tmp_path):
 
     # Interrupt run b with a real SIGINT in the middle of epoch 1 (after its 2nd step).
     cfg = config(tmp_path / "b")
-    trainer = Trainer(cfg, log=lambda *a: None)
-    calls = []
+    with RunFolder(cfg.out) as folder:
+        trainer = Trainer(cfg, folder, log=lambda *a: None)
+        folder.write_settings(dataclasses.asdict(cfg))
+        calls = []
 
-    def interrupt(module, inputs, output):
-        calls.append(1)
-        if len(calls) == 2 and module.training:
-            os.kill(os.getpid(), signal.SIGINT)
-    hook = trainer.model.register_forward_hook(interrupt)
-    partial = trainer.run()
-    hook.remove()
-    assert partial == []                                   # stopped before any epoch ended
+        def interrupt(module, inputs, output):
+            calls.append(1)
+            if len(calls) == 2 and module.training:
+                os.kill(os.getpid(), signal.SIGINT)
+        trainer.model.register_forward_hook(interrupt)
+        with pytest.raises(RunInterrupted, match="interrupted by SIGINT: saved .*--resume") as stop:
+            trainer.run()
+    assert stop.value.exit_code == 130
     _, meta = load_checkpoint(trainer.checkpoint_path)
     assert (meta["epoch"], meta["step"], meta["batch_in_epoch"]) == (0, 2, 2)
+    assert meta["history"] == []                           # stopped before any epoch ended
 
     resumed = train(cfg, resume=True, log=lambda *a: None)
     strip = [{k: v for k, v in r.items() if k not in ("seconds", "images_per_second")} for r in resumed]
@@ -127,9 +133,9 @@ def test_checkpoint_format_is_pickle_free_and_atomic(tmp_path):
 
 
 def test_unknown_dataset_and_bad_lengths_are_refused(tmp_path):
-    with pytest.raises(ValueError, match="unknown dataset"):
+    with pytest.raises(ValueError, match="--dataset 'imagenet' is unknown"):
         config(tmp_path, dataset="imagenet")
-    with pytest.raises(ValueError, match="epochs must be >= 1"):
+    with pytest.raises(ValueError, match="--epochs must be >= 1"):
         config(tmp_path, epochs=0)
     with pytest.raises(ValueError, match="schedule"):
         config(tmp_path, schedule="exponential")
