@@ -27,7 +27,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import CheckpointWriteError, load_checkpoint, save_checkpoint
 
 CONFIG, CHECKPOINT, METRICS, CURVES, LOCK = (
     "config.json", "checkpoint.npz", "metrics.jsonl", "curves.png", "train.lock")
@@ -125,7 +125,6 @@ class RunFolder:
             raise RunFolderError(f"--out {self.path} is not a folder; choose another --out")
         self._take_lock()
         self._remove_orphans()
-        self._unify_modes()
         self.sync_metrics()
 
     def close(self):
@@ -175,15 +174,6 @@ class RunFolder:
             except OSError:
                 pass
 
-    def _unify_modes(self):
-        # save_checkpoint's temporary file is private (mkstemp: 0600); the run's files
-        # share the mode open() gives, so a killed trainer's checkpoint is fixed here.
-        mode = file_mode()
-        for name in (CONFIG, CHECKPOINT, METRICS, CURVES):
-            p = self.file(name)
-            if p.is_file() and (p.stat().st_mode & 0o777) != mode:
-                os.chmod(p, mode)
-
     # ------------------------------------------------------------ what the folder holds
     def run_files(self):
         """The run files present (config, checkpoint, metrics): a fresh start must find none."""
@@ -225,14 +215,10 @@ class RunFolder:
     # ------------------------------------------------------------ the commit point
     def commit(self, arrays, meta):
         """Write the checkpoint (meta["history"] included), then metrics.jsonl from it."""
-        path = self.file(CHECKPOINT)
-        try:
-            save_checkpoint(path, arrays, meta)
-            os.chmod(path, file_mode())
-            _fsync_folder(self.path)
-        except OSError as e:
-            raise _cannot_write(path, e, "the previous checkpoint is intact: free space and "
-                                f"continue with --resume --out {self.path}") from None
+        try:        # atomic, umask mode, folder fsync: checkpoint.py's job
+            save_checkpoint(self.file(CHECKPOINT), arrays, meta)
+        except CheckpointWriteError as e:       # names the file and says what to do
+            raise RunFolderError(str(e)) from None
         self.write_metrics(meta["history"])
 
     def write_metrics(self, history):

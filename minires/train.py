@@ -32,7 +32,7 @@ import numpy as np
 from . import backend, data, models, optim
 from . import random as mr_random
 from .autograd import no_grad
-from .checkpoint import load_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint, meta_value, restore_model, restore_optimizer
 from .nn import functional as F
 from .run_folder import CHECKPOINT, CONFIG, CURVES, RunFolder, RunFolderError, resume_settings
 
@@ -274,20 +274,17 @@ class Trainer:
         """Continue from a checkpoint's (arrays, meta), e.g. ``RunFolder.load()``."""
         arrays, meta = state
         path = path or self.checkpoint_path
-        if meta["model_config"] != self.model.config:
-            raise ValueError(f"{path} holds a {meta['model_config']} model, this run builds "
-                             f"{self.model.config}")
-        self.model.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("model/")})
-        state = {}
-        for k, v in arrays.items():
-            if k.startswith("optim/"):
-                _, i, name = k.split("/", 2)
-                state.setdefault(int(i), {})[name] = v
-        self.optimizer.load_state_dict({"groups": meta["optimizer_groups"], "state": state})
-        self.scheduler.load_state_dict(meta["scheduler"])
-        mr_random.generator(np).bit_generator.state = meta["rng"]
-        self.epoch, self.step, self.batch_in_epoch = meta["epoch"], meta["step"], meta["batch_in_epoch"]
-        self.partial, self.history = {**_fresh_partial(), **meta["partial"]}, meta["history"]
+        if meta_value(path, meta, "model_config", dict) != self.model.config:
+            raise CheckpointError(f"{path} holds a {meta['model_config']} model, this run builds "
+                                  f"{self.model.config}")
+        restore_model(path, self.model, arrays)
+        restore_optimizer(path, self.optimizer, arrays, meta)
+        self.scheduler.load_state_dict(meta_value(path, meta, "scheduler", dict))
+        mr_random.generator(np).bit_generator.state = meta_value(path, meta, "rng", dict)
+        self.epoch, self.step, self.batch_in_epoch = (
+            meta_value(path, meta, key, int) for key in ("epoch", "step", "batch_in_epoch"))
+        self.partial = {**_fresh_partial(), **meta_value(path, meta, "partial", dict)}
+        self.history = meta_value(path, meta, "history", list)
         self.log(f"resumed from {path}: epoch {self.epoch + 1}, iteration {self.step}, "
                  f"lr {self.optimizer.param_groups[0]['lr']:g}")
 
@@ -559,8 +556,8 @@ def evaluate_checkpoint(path, data_dir=None, device="auto", batch_size=500):
                          "eval_batch_size": batch_size})
     cls, mean, std, _, _ = DATASETS[cfg.dataset]
     test_set = cls(cfg.data_dir, train=False)
-    model = models.from_config(meta["model_config"])
-    model.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("model/")})
+    model = models.from_config(meta_value(path, meta, "model_config", dict))
+    restore_model(path, model, arrays)
     dev = resolve_device(device)
     model.to(dev)
     loader = data.DataLoader((test_set.images[:cfg.limit_test], test_set.labels[:cfg.limit_test]),

@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from minires import run_folder
+from minires import checkpoint, run_folder
 from minires.checkpoint import load_checkpoint
 from minires.run_folder import RunFolder, RunFolderError, resume_settings
 
@@ -113,8 +113,8 @@ def test_disk_full_names_the_file_and_keeps_the_last_commit(tmp_path, monkeypatc
 
         def full(*args, **kwargs):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        monkeypatch.setattr(np, "savez", full)
-        with pytest.raises(RunFolderError, match=r"cannot write .*checkpoint.npz: no space left.*--resume"):
+        monkeypatch.setattr(checkpoint, "_write_sealed_archive", full)
+        with pytest.raises(RunFolderError, match=r"cannot write checkpoint .*checkpoint.npz: No space"):
             commit(folder, 2)
         monkeypatch.undo()
         monkeypatch.setattr(run_folder, "atomic_write", full)

@@ -1,0 +1,100 @@
+"""Drills on real `python -m minires train` processes (resnet20, a few steps on 48 CIFAR-10
+images): kill -9 at random moments and right after a metrics row, SIGTERM, SIGINT, two
+trainers on one folder, orphaned and damaged files -- each then resumed with plain
+`--resume --out R` must give the uninterrupted run bit for bit.
+
+Marked slow (each process loads numba and the data: ~5 s on a quiet core, a few minutes
+in all); CI runs them with `pytest -m slow tests/test_resume.py`, and tests/kill_drill.py
+is the longer random-kill loop as a script.  tests/test_train.py checks the same exit
+codes and refusals in-process, fast."""
+import os
+import signal
+
+import pytest
+
+import kill_drill
+from kill_drill import FLAGS, check_consistent, check_identical, finish, metrics_rows, start, train
+from shared_data import SHARED_DATA as DATA
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not (DATA / "cifar-10-subset-python.tar.gz").exists(),
+                                 reason="the CIFAR-10 subset in ../shared/data is missing")]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The run left alone: (arrays, history, seconds)."""
+    return kill_drill.reference_run(tmp_path_factory.mktemp("reference") / "run")
+
+
+def started_training(process):
+    """Wait for the trainer's first line: the data is loaded and the loop is about to start."""
+    line = process.stdout.readline()
+    assert line.startswith("training resnet20"), line + process.stderr.read()
+
+
+def test_kill_9_right_after_a_metrics_row_then_resume(tmp_path, reference):
+    out = tmp_path / "run"
+    process = start(out, *FLAGS)
+    kill_drill.wait_for(lambda: len(metrics_rows(out)) >= 1, what="the first metrics row")
+    process.kill()
+    finish(process)
+    check_consistent(out)                  # never metrics without the checkpoint behind them
+    code, stdout, err = train(out, "--resume")
+    assert code == 0, err
+    assert "resumed from" in stdout
+    check_identical(out, reference[:2])
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_saves_exits_128_plus_it_and_resumes_exactly(tmp_path, reference, sig, code):
+    out = tmp_path / "run"
+    process = start(out, *FLAGS)
+    started_training(process)
+    process.send_signal(sig)
+    status, stdout, err = finish(process)
+    assert status == code, err
+    assert err.strip().count("\n") == 0 and "Traceback" not in err
+    assert f"interrupted by {sig.name}: saved" in err and "--resume --out" in err
+    assert "final test error" not in stdout
+    status, _, err = train(out, "--resume")
+    assert status == 0, err
+    check_identical(out, reference[:2])
+
+
+def test_a_second_trainer_on_the_same_folder_is_refused_with_the_holders_pid(tmp_path, reference):
+    out = tmp_path / "run"
+    first = start(out, *FLAGS)
+    started_training(first)
+    code, _, err = train(out, "--resume")
+    assert code == 1 and f"in use by another trainer (pid {first.pid})" in err
+    code, _, err = train(out, *FLAGS)
+    assert code == 1 and "in use by another trainer" in err
+    assert finish(first)[0] == 0
+    check_identical(out, reference[:2])
+
+
+def test_orphaned_temporary_files_go_and_a_damaged_checkpoint_is_one_line(tmp_path, reference):
+    out = tmp_path / "run"
+    process = start(out, *FLAGS)
+    kill_drill.wait_for(lambda: len(metrics_rows(out)) >= 1, what="the first metrics row")
+    process.kill()
+    finish(process)
+    (out / ".tmp-killed1234.npz").write_bytes(b"PK\x03\x04 half a zip")
+    checkpoint = out / "checkpoint.npz"
+    whole = checkpoint.read_bytes()
+    checkpoint.write_bytes(whole[: len(whole) // 2])
+    code, _, err = train(out, "--resume")
+    assert code == 1 and "checkpoint.npz" in err and "Traceback" not in err
+    assert err.startswith("minires train: error:") and err.strip().count("\n") == 0
+    checkpoint.write_bytes(whole)
+    code, _, err = train(out, "--resume")
+    assert code == 0, err
+    assert [p.name for p in out.iterdir() if p.name.startswith(".tmp-")] == []
+    check_identical(out, reference[:2])
+
+
+def test_kill_9_at_random_moments(tmp_path, reference):
+    kills = kill_drill.drill(tmp_path, rounds=3, seconds=20, seed=os.getpid(), reference=reference,
+                             log=lambda *a: None)
+    assert kills >= 1
