@@ -101,7 +101,7 @@ class RunFolder:
 
     def __init__(self, path):
         self.path = Path(path)
-        self._lock_fd = None
+        self._lock_fd, self._created = None, False
 
     def file(self, name) -> Path:
         return self.path / name
@@ -116,6 +116,7 @@ class RunFolder:
         return False
 
     def open(self):
+        self._created = not self.path.exists()
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -136,6 +137,8 @@ class RunFolder:
                 pass
             os.close(self._lock_fd)
             self._lock_fd = None
+            if self._created and not any(self.path.iterdir()):
+                self.path.rmdir()               # a start that failed leaves no empty folder
 
     def _take_lock(self):
         path = self.file(LOCK)

@@ -498,6 +498,9 @@ def resume_run(out, changes=None, log=print):
     that differs from the saved run raises RunFolderError naming the flag.  A folder
     with settings but no checkpoint yet starts the saved run from its beginning.
     """
+    if not Path(out).is_dir():
+        raise RunFolderError(f"--out {out}: no run folder there to resume; start the run "
+                             f"without --resume")
     with _Signals() as signals, RunFolder(out) as folder:
         saved = folder.read_settings()
         if saved is None:

@@ -86,9 +86,12 @@ def test_a_second_trainer_is_refused_with_the_holders_pid(tmp_path):
     with RunFolder(tmp_path / "run"):
         with pytest.raises(RunFolderError, match=f"in use by another trainer \\(pid {os.getpid()}\\)"):
             RunFolder(tmp_path / "run").open()
-    with RunFolder(tmp_path / "run"):                       # released on close
-        pass
+    with RunFolder(tmp_path / "run") as folder:             # released on close
+        folder.write_settings({})
     assert not (tmp_path / "run" / "train.lock").exists()
+    with RunFolder(tmp_path / "new"):                       # a failed start leaves no empty folder
+        pass
+    assert not (tmp_path / "new").exists()
 
 
 def test_a_stale_lock_file_does_not_block(tmp_path):
