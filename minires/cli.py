@@ -35,7 +35,7 @@ def _train_parser(sub):
                    help="fail instead of downloading CIFAR-10 when it is not found "
                         "(default: download when missing)")
     length = p.add_mutually_exclusive_group()
-    length.add_argument("--epochs", type=int, help="train for this many epochs (default: --iterations)")
+    length.add_argument("--epochs", type=int, help="train for this many epochs (default: none, the run is --iterations long)")
     length.add_argument("--iterations", type=int, help="train for this many iterations "
                         f"(default: {default['iterations']})")
     option("--batch-size", "training batch size", type=int)

@@ -101,8 +101,7 @@ class TrainConfig:
             raise ValueError(f"--warmup must be >= 0 iterations, got {self.warmup}")
         if self.milestones is not None:
             self._check_milestones()
-        if self.data_dir is not None:           # absolute, so --resume finds it from anywhere
-            self.data_dir = os.path.abspath(os.path.expanduser(self.data_dir))
+        self.data_dir = absolute_data_dir(self.data_dir)
         if self.out is None:
             self.out = str(Path("runs") / f"{self.model}-{self.dataset}")
 
@@ -114,6 +113,11 @@ class TrainConfig:
         if not all(0 < m <= length for m in marks):
             raise ValueError(f"--milestones must lie in (0, {length}] {unit} (the run's length), "
                              f"got {' '.join(map(str, marks))}")
+
+
+def absolute_data_dir(data_dir):
+    """--data-dir as an absolute path, so that --resume finds the data from anywhere."""
+    return None if data_dir is None else os.path.abspath(os.path.expanduser(data_dir))
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -180,7 +184,7 @@ class _Signals:
 
     def __init__(self):
         self.signum, self.deferring = None, False
-        self.where = "before training started; nothing was saved"
+        self.where = "before training started; the run folder is as it was"
         self._previous = {}
 
     @property
@@ -294,13 +298,13 @@ class Trainer:
         if signals is None:
             with _Signals() as signals:
                 return self.run(signals)
-        self.log(f"training {self.cfg.model} on {self.cfg.dataset} ({len(self.train_loader.labels)} "
-                 f"images) on {self.device}: {self.total_steps} iterations, {self.total_epochs} epochs "
-                 f"of {self.steps_per_epoch} -> {self.out}")
-        self._clock = (time.perf_counter(), self.step)          # for the ETA
-        signals.deferring = True
+        signals.deferring = True                 # from here a signal is saved, not fatal
         signals.where = "during a step: stopped at once; the last checkpoint is intact"
         try:
+            self.log(f"training {self.cfg.model} on {self.cfg.dataset} ({len(self.train_loader.labels)} "
+                     f"images) on {self.device}: {self.total_steps} iterations, {self.total_epochs} "
+                     f"epochs of {self.steps_per_epoch} -> {self.out}")
+            self._clock = (time.perf_counter(), self.step)      # for the ETA
             while self.step < self.total_steps:
                 finished = self._epoch(signals)
                 if finished:
@@ -313,9 +317,9 @@ class Trainer:
                         signals.signum, f"interrupted by {name}: saved {self.checkpoint_path} at "
                         f"iteration {self.step} (epoch {self.epoch + 1}, batch {self.batch_in_epoch}); "
                         f"continue with: minires train --resume --out {self.out}")
+            signals.where = f"while plotting; the run is complete in {self.out}"
         finally:
             signals.deferring = False
-        signals.where = f"while plotting; the run is complete in {self.out}"
         from .plots import plot_history
         curves = self.folder.file(CURVES)
         try:
@@ -506,7 +510,10 @@ def resume_run(out, changes=None, log=print):
         if saved is None:
             raise RunFolderError(f"{folder.path} holds no run to resume (no {CONFIG} or {CHECKPOINT}); "
                                  f"start one without --resume")
-        settings, notes = resume_settings(saved, changes or {})
+        changes = dict(changes or {})
+        if "data_dir" in changes:
+            changes["data_dir"] = absolute_data_dir(changes["data_dir"])
+        settings, notes = resume_settings(saved, changes)
         cfg = _config_from(settings, folder)
         state = folder.load()
         if state is not None and _finished(cfg, state[1]):

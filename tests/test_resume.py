@@ -1,6 +1,6 @@
 """Drills on real `python -m minires train` processes (resnet20, a few steps on 48 CIFAR-10
 images): kill -9 at random moments and right after a metrics row, SIGTERM, SIGINT, two
-trainers on one folder, orphaned and damaged files -- each then resumed with plain
+trainers on one folder, orphaned and damaged files, a full disk -- each then resumed with plain
 `--resume --out R` must give the uninterrupted run bit for bit.
 
 Marked slow (each process loads numba and the data: ~5 s on a quiet core, a few minutes
@@ -9,6 +9,7 @@ is the longer random-kill loop as a script.  tests/test_train.py checks the same
 codes and refusals in-process, fast."""
 import os
 import signal
+import subprocess
 
 import pytest
 
@@ -98,3 +99,35 @@ def test_kill_9_at_random_moments(tmp_path, reference):
     kills = kill_drill.drill(tmp_path, rounds=3, seconds=20, seed=os.getpid(), reference=reference,
                              log=lambda *a: None)
     assert kills >= 1
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A mount point and a function that (re)mounts a tmpfs of the given size on it; skips
+    where tmpfs cannot be mounted (not root, no mount namespace)."""
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+
+    def mount(size, remount=False):
+        options = f"remount,size={size}" if remount else f"size={size}"
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount_point)],
+                              capture_output=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    yield mount_point, mount
+    subprocess.run(["umount", str(mount_point)], capture_output=True)
+
+
+@pytest.mark.parametrize("size", ["600k", "3m"])      # no checkpoint fits / the second does not
+def test_disk_full_names_the_file_and_resumes_once_space_is_back(small_disk, reference, size):
+    disk, mount = small_disk
+    mount(size)
+    out = disk / "run"
+    code, _, err = train(out, *FLAGS)
+    assert code == 1 and err.count("\n") == 1 and "Traceback" not in err
+    assert f"cannot write checkpoint {out / 'checkpoint.npz'}: No space left on device" in err
+    check_consistent(out)
+    mount("20m", remount=True)
+    code, _, err = train(out, "--resume")
+    assert code == 0, err
+    check_identical(out, reference[:2])

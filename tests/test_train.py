@@ -133,7 +133,9 @@ def test_cli_train_eval_summary_and_the_resume_rules(tmp_path, capsys):
     assert capsys.readouterr().err == ("minires train: error: --lr 5 would change the saved run (it "
                                        "has --lr 0.1); with --resume only --device, --threads, "
                                        "--no-progress and a longer --epochs/--iterations may be given\n")
-    assert cli.main(["train", "--resume", str(out / "checkpoint.npz"), "--device", "cpu"]) == 0
+    # The same data folder spelt relatively is no change; the checkpoint names its run folder.
+    assert cli.main(["train", "--resume", str(out / "checkpoint.npz"), "--device", "cpu",
+                     "--data-dir", os.path.relpath(DATA)]) == 0
     said = capsys.readouterr().out
     assert "holds a complete run (1 epochs)" in said and "--epochs N (N > 1)" in said
     assert cli.main(["train", "--out", str(out), "--epochs", "1"]) == 1
@@ -177,7 +179,7 @@ def test_cli_ctrl_c_while_loading_data_is_one_line_and_leaves_no_run(tmp_path, c
         cli.main(["train", "--out", str(tmp_path / "run"), "--device", "cpu", "--epochs", "1"])
     assert stop.value.code == 130
     assert capsys.readouterr().err == ("minires train: interrupted by SIGINT before training "
-                                       "started; nothing was saved\n")
+                                       "started; the run folder is as it was\n")
     assert RunFolder(tmp_path / "run").run_files() == []         # a plain start again works
 
 
