@@ -41,6 +41,8 @@ DATASETS = {
     "cifar10": (data.CIFAR10, data.CIFAR10_MEAN, data.CIFAR10_STD, 10, True),
     "fashion-mnist": (data.FashionMNIST, data.FASHION_MNIST_MEAN, data.FASHION_MNIST_STD, 10, False),
     "mnist": (data.MNIST, data.MNIST_MEAN, data.MNIST_STD, 10, False),
+    # any ROOT/{train,test}/<class>/ tree: classes, mean and std come from its training images
+    "imagefolder": (data.ImageFolderSplit, None, None, None, False),
 }
 SCHEDULES = ("multistep", "cosine", "constant")
 DEVICES = ("auto", "cpu", "gpu", "cuda", "cuda:0")
@@ -143,14 +145,30 @@ def resolve_device(device):
     return device
 
 
-def load_datasets(cfg):
+def load_datasets(cfg, log=print):
     cls, mean, std, classes, augment_default = DATASETS[cfg.dataset]
     kwargs = {"download": cfg.download} if cls is data.CIFAR10 else {}
-    train_set, test_set = cls(cfg.data_dir, train=True, **kwargs), cls(cfg.data_dir, train=False)
+    # an image tree may hold images of several sizes: --resize brings them to one as they are decoded
+    split_kwargs = {"resize": cfg.resize, "progress": cfg.progress} if cls is data.ImageFolderSplit else {}
+    train_set = cls(cfg.data_dir, train=True, **kwargs, **split_kwargs)
+    test_set = cls(cfg.data_dir, train=False, **split_kwargs)
     train_arrays = (train_set.images[:cfg.limit_train], train_set.labels[:cfg.limit_train])
     test_arrays = (test_set.images[:cfg.limit_test], test_set.labels[:cfg.limit_test])
+    if cls is data.CIFAR10:
+        log(data.describe_copy(train_set.found, len(train_set), len(test_set)))
+    if cls is data.ImageFolderSplit:
+        mean, std = data.channel_stats(train_set.images)
+        classes = len(train_set.classes)
+        log(f"image folder {cfg.data_dir}: {classes} classes ({', '.join(train_set.classes[:5])}"
+            f"{', ...' if classes > 5 else ''}), {len(train_set):,} train / {len(test_set):,} test images "
+            f"of {'x'.join(map(str, train_set.images.shape[1:]))}; normalised with the per-channel mean "
+            f"{_fmt(mean)} and std {_fmt(std)} of its {len(train_set):,} training images")
     augment = augment_default if cfg.augment is None else cfg.augment
     return train_arrays, test_arrays, mean, std, classes, augment
+
+
+def _fmt(values):
+    return "(" + ", ".join(f"{v:.4f}" for v in values) + ")"
 
 
 def build_model(cfg, in_channels, classes):
@@ -218,7 +236,7 @@ class Trainer:
         self.cfg, self.folder, self.log = cfg, folder, log
         self.device = resolve_device(cfg.device)
         mr_random.manual_seed(cfg.seed)
-        train_arrays, test_arrays, mean, std, classes, augment = load_datasets(cfg)
+        train_arrays, test_arrays, mean, std, classes, augment = load_datasets(cfg, log)
         in_channels = train_arrays[0].shape[1]
         self.model = build_model(cfg, in_channels, classes).to(self.device)
         self.train_loader = data.DataLoader(train_arrays, cfg.batch_size, shuffle=True, seed=cfg.seed,
