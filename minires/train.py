@@ -307,6 +307,8 @@ class Trainer:
             meta_value(path, meta, key, int) for key in ("epoch", "step", "batch_in_epoch"))
         self.partial = {**_fresh_partial(), **meta_value(path, meta, "partial", dict)}
         self.history = meta_value(path, meta, "history", list)
+        if self.history and self.history[-1].get("partial_epoch") and self.step < self.total_steps:
+            self.history.pop()                  # lengthened: that epoch goes on, its row comes again
         self.log(f"resumed from {path}: epoch {self.epoch + 1}, iteration {self.step}, "
                  f"lr {self.optimizer.param_groups[0]['lr']:g}")
 
@@ -416,10 +418,15 @@ class Trainer:
                "train_loss": p["loss_sum"] / p["seen"], "train_error": p["wrong"] / p["seen"],
                "test_loss": test_loss, "test_error": test_error,
                "seconds": p["seconds"], "images_per_second": p["seen"] / max(p["seconds"], 1e-9)}
+        if self.batch_in_epoch < self.steps_per_epoch:
+            # An --iterations run that ends mid-epoch: the row says so, and the position and
+            # sums stay, so a longer --iterations continues this very epoch (see restore).
+            row["partial_epoch"] = True
+        else:
+            self.epoch += 1
+            self.batch_in_epoch = 0
+            self.partial = _fresh_partial()
         self.history.append(row)
-        self.epoch += 1
-        self.batch_in_epoch = 0
-        self.partial = _fresh_partial()
         self.save()
         self.log(f"epoch {row['epoch']:>3}/{self.total_epochs}  train loss {row['train_loss']:.4f} "
                  f"acc {100 * (1 - row['train_error']):.2f}% (error {100 * row['train_error']:.2f}%)  "

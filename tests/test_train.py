@@ -147,6 +147,23 @@ def test_cli_train_eval_summary_and_the_resume_rules(tmp_path, capsys):
     assert json.loads((out / "config.json").read_text())["milestones"] == [2.0]
 
 
+def test_a_longer_iterations_run_continues_mid_epoch_like_a_fresh_longer_run(tmp_path, capsys):
+    # A constant lr, so that the first 2 iterations of both runs train alike.
+    reference = train(config(tmp_path / "a", epochs=None, iterations=5, schedule="constant"),
+                      log=lambda *a: None)
+    short = train(config(tmp_path / "b", epochs=None, iterations=2, schedule="constant"),
+                  log=lambda *a: None)
+    assert [(r["epoch"], r["iteration"], r.get("partial_epoch")) for r in short] == [(1, 2, True)]
+    out = str(tmp_path / "b" / "run")
+    assert cli.main(["train", "--resume", "--out", out, "--iterations", "5"]) == 0
+    said = capsys.readouterr().out
+    assert "lengthening the run from 2 to 5 iterations" in said and "epoch   2/2" in said
+    longer = load_checkpoint(tmp_path / "b" / "run" / "checkpoint.npz")[1]["history"]
+    timing = ("seconds", "images_per_second")
+    assert [{k: v for k, v in r.items() if k not in timing} for r in longer] == \
+           [{k: v for k, v in r.items() if k not in timing} for r in reference]
+
+
 def test_cli_sigterm_saves_exits_143_and_resumes(tmp_path, capsys, monkeypatch):
     out = tmp_path / "run"
     flags = ["--epochs", "2", "--batch-size", "16", "--limit-train", "32", "--limit-test", "16",
