@@ -2,7 +2,7 @@
 
     R/config.json      the run's settings (TrainConfig as JSON): what --resume continues
     R/checkpoint.npz   model, optimizer, schedule, RNG and the per-epoch history: the commit point
-    R/metrics.jsonl    one JSON row per finished epoch, derived from the checkpoint's history
+    R/metrics.jsonl    one JSON row per epoch, derived from the checkpoint's history
     R/curves.png       the history as plots
     R/train.lock       locked (flock) while a trainer uses the folder; holds the trainer's pid
 
@@ -20,14 +20,13 @@ next start, under the lock, so a live writer's temporary file is never touched.
 """
 from __future__ import annotations
 
-import errno
 import fcntl
 import json
 import os
 import tempfile
 from pathlib import Path
 
-from .checkpoint import CheckpointWriteError, load_checkpoint, save_checkpoint
+from .checkpoint import CheckpointWriteError, load_checkpoint, meta_value, save_checkpoint
 
 CONFIG, CHECKPOINT, METRICS, CURVES, LOCK = (
     "config.json", "checkpoint.npz", "metrics.jsonl", "curves.png", "train.lock")
@@ -68,10 +67,7 @@ def _fsync_folder(folder):
 
 
 def _cannot_write(path, error, what_next):
-    reason = error.strerror or str(error)
-    if error.errno == errno.ENOSPC:
-        reason = "no space left on the device"
-    return RunFolderError(f"cannot write {path}: {reason}; {what_next}")
+    return RunFolderError(f"cannot write {path}: {error.strerror or error}; {what_next}")
 
 
 def atomic_write(path: Path, text: str):
@@ -201,7 +197,7 @@ class RunFolder:
                 raise RunFolderError(f"{path} does not hold a settings object")
             return settings
         state = self.load()
-        return None if state is None else state[1]["config"]
+        return None if state is None else meta_value(self.file(CHECKPOINT), state[1], "config", dict)
 
     def write_settings(self, settings: dict):
         path = self.file(CONFIG)
@@ -237,7 +233,7 @@ class RunFolder:
         state = self.load()
         if state is None:
             return
-        path, history = self.file(METRICS), state[1].get("history", [])
+        path, history = self.file(METRICS), meta_value(self.file(CHECKPOINT), state[1], "history", list)
         if not path.exists() or path.read_text() != _rows(history):
             self.write_metrics(history)
 

@@ -541,12 +541,12 @@ def resume_run(out, changes=None, log=print):
         settings, notes = resume_settings(saved, changes)
         cfg = _config_from(settings, folder)
         state = folder.load()
-        if state is not None and _finished(cfg, state[1]):
+        if state is not None and _finished(cfg, state[1], folder.file(CHECKPOINT)):
             unit = "epochs" if cfg.epochs is not None else "iterations"
             log(f"{folder.path} holds a complete run ({getattr(cfg, unit)} {unit}); to train it "
                 f"longer: minires train --resume --out {folder.path} --{unit} N "
                 f"(N > {getattr(cfg, unit)})")
-            return state[1]["history"]
+            return meta_value(folder.file(CHECKPOINT), state[1], "history", list)
         for note in notes:
             log(note)
         trainer = Trainer(cfg, folder, log=log)
@@ -577,10 +577,12 @@ def _config_from(settings, folder):
     return TrainConfig(**{**settings, "out": str(folder.path)})
 
 
-def _finished(cfg, meta):
+def _finished(cfg, meta, path):
+    def value(key):
+        return meta_value(path, meta, key, int)
     if cfg.epochs is not None:
-        return meta["epoch"] >= cfg.epochs and meta["batch_in_epoch"] == 0
-    return meta["step"] >= cfg.iterations
+        return value("epoch") >= cfg.epochs and value("batch_in_epoch") == 0
+    return value("step") >= cfg.iterations
 
 
 def evaluate_checkpoint(path, data_dir=None, device="auto", batch_size=500):

@@ -30,8 +30,10 @@ def reference(tmp_path_factory):
 
 def started_training(process):
     """Wait for the trainer's first line: the data is loaded and the loop is about to start."""
-    line = process.stdout.readline()
-    assert line.startswith("training resnet20"), line + process.stderr.read()
+    said = []
+    while not (said and said[-1].startswith("training resnet20")):
+        said.append(process.stdout.readline())
+        assert said[-1], "".join(said) + process.stderr.read()      # it ended before training
 
 
 def test_kill_9_right_after_a_metrics_row_then_resume(tmp_path, reference):

@@ -121,7 +121,7 @@ def test_disk_full_names_the_file_and_keeps_the_last_commit(tmp_path, monkeypatc
             commit(folder, 2)
         monkeypatch.undo()
         monkeypatch.setattr(run_folder, "atomic_write", full)
-        with pytest.raises(RunFolderError, match=r"cannot write .*metrics.jsonl: no space left.*rewrites"):
+        with pytest.raises(RunFolderError, match=r"cannot write .*metrics.jsonl: No space left on device; .*rewrites"):
             commit(folder, 2)
         monkeypatch.undo()
         assert [p.name for p in folder.path.iterdir() if p.name.startswith(".tmp-")] == []
