@@ -237,6 +237,9 @@ class Trainer:
         self.device = resolve_device(cfg.device)
         mr_random.manual_seed(cfg.seed)
         train_arrays, test_arrays, mean, std, classes, augment = load_datasets(cfg, log)
+        # Saved with the checkpoint: an image folder's statistics come from its training images,
+        # which evaluate_checkpoint does not load.
+        self.normalization = {"mean": [float(m) for m in mean], "std": [float(v) for v in std]}
         in_channels = train_arrays[0].shape[1]
         self.model = build_model(cfg, in_channels, classes).to(self.device)
         self.train_loader = data.DataLoader(train_arrays, cfg.batch_size, shuffle=True, seed=cfg.seed,
@@ -288,7 +291,7 @@ class Trainer:
             "epoch": self.epoch, "step": self.step, "batch_in_epoch": self.batch_in_epoch,
             "partial": self.partial, "history": self.history,
             "optimizer_groups": opt_state["groups"], "scheduler": self.scheduler.state_dict(),
-            "rng": mr_random.generator(np).bit_generator.state,
+            "rng": mr_random.generator(np).bit_generator.state, "normalization": self.normalization,
         }
         self.folder.commit(arrays, meta)
 
@@ -592,7 +595,11 @@ def evaluate_checkpoint(path, data_dir=None, device="auto", batch_size=500):
     cfg = TrainConfig(**{**saved, "data_dir": data_dir or saved.get("data_dir"), "device": device,
                          "eval_batch_size": batch_size})
     cls, mean, std, _, _ = DATASETS[cfg.dataset]
-    test_set = cls(cfg.data_dir, train=False)
+    if "normalization" in meta:
+        norm = meta_value(path, meta, "normalization", dict)
+        mean, std = norm["mean"], norm["std"]
+    split_kwargs = {"resize": cfg.resize, "progress": False} if cls is data.ImageFolderSplit else {}
+    test_set = cls(cfg.data_dir, train=False, **split_kwargs)
     model = models.from_config(meta_value(path, meta, "model_config", dict))
     restore_model(path, model, arrays)
     dev = resolve_device(device)

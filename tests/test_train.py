@@ -117,6 +117,19 @@ def test_eval_checkpoint_matches_the_last_epoch(tmp_path):
     assert error == history[-1]["test_error"]
 
 
+def test_eval_of_an_image_folder_run_uses_its_training_statistics(tmp_path, monkeypatch):
+    from test_imagefolder import make_tree
+    monkeypatch.setenv("MINIRES_DATA", str(tmp_path / "default-root"))
+    root = tmp_path / "pets"
+    make_tree(root / "train", classes=("cat", "dog"), per_class=3, size=(8, 8))
+    make_tree(root / "test", classes=("cat", "dog"), per_class=1, size=(8, 8), seed=1)
+    history = train(config(tmp_path, dataset="imagefolder", data_dir=str(root), epochs=1,
+                           batch_size=4, limit_train=None, limit_test=None), log=lambda *a: None)
+    loss, error, _ = evaluate_checkpoint(tmp_path / "run" / "checkpoint.npz", device="cpu")
+    assert loss == pytest.approx(history[-1]["test_loss"], rel=1e-6)
+    assert error == history[-1]["test_error"]
+
+
 def test_cli_train_eval_summary_and_the_resume_rules(tmp_path, capsys):
     out = tmp_path / "cli"
     code = cli.main(["train", "--epochs", "1", "--batch-size", "32", "--limit-train", "64",
