@@ -477,3 +477,64 @@ def test_torchvision_state_dict_layout(name, kind, layers, torch, rng):
     ref.eval(), model.eval()
     x = rng.standard_normal((2, 3, 32, 32))
     assert_close(model(mr.tensor(x)), ref(torch.from_numpy(x)).detach().numpy(), 1e-10, name)
+
+
+# ------------------------------------------------------------------ a model and its arguments in one string
+def test_spec_string_builds_what_the_keywords_build():
+    built = models.get_model("resnet20:shortcut=C,variant=full_preact", num_classes=7)
+    assert built.config == {"name": "resnet20",
+                            "kwargs": {"shortcut": "C", "variant": "full_preact", "num_classes": 7}}
+    assert built.shortcut_option == "C" and built.variant == "full_preact"
+    assert models.from_config(built.config).config == built.config
+    assert models.get_model("resnet_cifar:depth=14").depth == 14      # whole numbers are numbers
+
+
+@pytest.mark.parametrize("spec, words", [
+    ("resnet20:shortcut", "KEY=VALUE"), ("resnet20:shortcut=B,shortcut=C", "shortcut twice"),
+    ("resnet20:num_classes=3", "both give num_classes"), ("resnet20:shortcutt=B", "shortcutt")])
+def test_spec_string_errors_are_one_line_naming_the_string(spec, words):
+    with pytest.raises(ValueError) as caught:
+        models.get_model(spec, num_classes=10)
+    message = str(caught.value)
+    assert message.startswith(f"get_model: {spec!r}") and words in message and "\n" not in message
+
+
+# ------------------------------------------------------------------ d2l's ResNet-18 (demos/d2l_resnet18.py)
+def test_d2l_resnet18_is_the_books_network():
+    model = models.get_model("d2l_resnet18", in_channels=1)
+    assert sum(p.size for p in model.parameters()) == 11_178_378     # the book's net, one channel
+    assert model.b3[0].conv3 is not None and model.b2[0].conv3 is None   # b2 keeps the shape
+    assert model.b1[0].bias is not None                                # every conv has a bias
+    x = mr.tensor(np.zeros((2, 1, 96, 96), np.float32))
+    assert model(x).shape == (2, 10)
+
+
+def test_d2l_resnet18_initialisation_is_xavier_uniform():
+    mr.manual_seed(0)
+    weight = models.get_model("d2l_resnet18").b5[1].conv2.weight.numpy()   # 512 -> 512, 3x3
+    bound = math.sqrt(6 / (2 * 512 * 9))
+    assert np.abs(weight).max() <= bound and np.abs(weight).max() > 0.99 * bound
+    assert abs(weight.std() - bound / math.sqrt(3)) < 0.01 * bound        # uniform, not normal
+
+
+def test_d2l_resnet18_matches_the_books_pytorch_code(torch, rng):
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "d2l_resnet18_torch.py"
+    spec = importlib.util.spec_from_file_location("d2l_resnet18_torch", path)
+    book = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(book)
+    theirs = book.d2l_resnet18(in_channels=1).eval()
+    ours = models.get_model("d2l_resnet18", in_channels=1)
+    # the book's nn.Sequential indices -> minires's names (b1..b5, linear)
+    names = {str(i): f"b{i + 1}" for i in range(5)} | {"7": "linear"}
+    state = {}
+    for key, value in theirs.state_dict().items():
+        head, _, rest = key.partition(".")
+        state[f"{names[head]}.{rest}"] = value.numpy()
+    assert set(state) == set(ours.state_dict())
+    ours.load_state_dict(state)
+    ours.eval()
+    x = rng.standard_normal((2, 1, 64, 64)).astype(np.float32)
+    expected = theirs(torch.from_numpy(x)).detach().numpy()
+    assert_close(ours(mr.tensor(x)), expected, rtol=1e-4)

@@ -2,6 +2,8 @@
 
     cifar.py     6n+2 CIFAR ResNets (options A/B/C), plain nets, He 2016 unit variants
     imagenet.py  ResNet-18/34/50/101/152 (torchvision's layout and names)
+    d2l.py       d2l's ResNet-18 for Fashion-MNIST (its biases, shortcuts and init)
+    spec.py      a model and its arguments in one string: "resnet56:shortcut=B"
     registry.py  get_model / available / from_config, and model.config
 
     get_model("resnet110")                        # CIFAR, option A
@@ -9,11 +11,14 @@
     get_model("resnet110", variant="bn_after_add")
     get_model("plain56"); get_model("preact_resnet110")   # full pre-activation
     get_model("resnet18", in_channels=1, num_classes=10)  # Fashion-MNIST
+    get_model("d2l_resnet18", in_channels=1)      # the d2l book's, for Fashion-MNIST
+    get_model("resnet56:shortcut=C")              # arguments inside the name (--model)
     from_config(model.config)                     # the same architecture again
 """
-from . import cifar, imagenet
+from . import cifar, d2l, imagenet
 from .cifar import (DEPTHS, SHORTCUTS, VARIANTS, CifarResNet, plain_cifar, resnet_cifar)
 from .cifar import __all__ as _cifar_names
+from .d2l import d2l_resnet18
 from .imagenet import ResNet, resnet18, resnet34, resnet50, resnet101, resnet152
 from .registry import available, from_config, get_model, register
 
@@ -22,6 +27,6 @@ globals().update({name: getattr(cifar, name) for name in _cifar_names
 
 __all__ = (["get_model", "available", "from_config", "register", "cifar", "imagenet",
             "CifarResNet", "ResNet", "resnet_cifar", "plain_cifar", "VARIANTS", "SHORTCUTS",
-            "DEPTHS", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152"]
+            "DEPTHS", "d2l_resnet18", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152"]
            + [n for n in _cifar_names if n.startswith(("resnet", "plain", "preact_resnet"))
               and n not in ("resnet_cifar", "plain_cifar")])

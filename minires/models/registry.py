@@ -15,6 +15,7 @@ import functools
 import inspect
 
 from ..messages import Message
+from .spec import parse_spec
 
 _REGISTRY = {}
 _NEEDS = {}   # name -> the arguments its constructor cannot do without (resnet_cifar: depth)
@@ -57,7 +58,15 @@ def available(ready_made=False):
 
 def get_model(name, **kwargs):
     """Build the model registered as ``name`` (e.g. 'resnet20', 'plain56',
-    'preact_resnet110', 'resnet50'), passing ``kwargs`` to its constructor."""
+    'preact_resnet110', 'resnet50'), passing ``kwargs`` to its constructor.
+    ``name`` may carry arguments too, "resnet56:shortcut=B" (see spec.py)."""
+    spec = name
+    name, spec_kwargs = parse_spec(spec)
+    twice = sorted(set(spec_kwargs) & set(kwargs))
+    if twice:
+        raise ValueError(Message("{model_arg}{spec!r} and the keyword arguments both give {twice}",
+                                 spec=spec, twice=", ".join(twice)))
+    kwargs = {**spec_kwargs, **kwargs}
     ready = ", ".join(available(ready_made=True))
     if name not in _REGISTRY:
         close = difflib.get_close_matches(str(name), _REGISTRY, n=3)
@@ -69,7 +78,12 @@ def get_model(name, **kwargs):
         raise ValueError(Message("{model_arg}{name!r} is a family of models that needs {missing}"
                                  "{family_fix} a ready-made one: {ready}",
                                  name=name, missing=", ".join(missing), ready=ready))
-    return _REGISTRY[name](**kwargs)
+    if not spec_kwargs:
+        return _REGISTRY[name](**kwargs)
+    try:
+        return _REGISTRY[name](**kwargs)
+    except TypeError as e:            # a misspelt key in the string: the string's fault
+        raise ValueError(Message("{model_arg}{spec!r}: {error}", spec=spec, error=e)) from None
 
 
 def from_config(config):
