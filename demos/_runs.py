@@ -1,0 +1,303 @@
+"""What the training demos share: three sizes, training through minires's trainer,
+reusing runs already made, and the figure style of He et al. 2015, Fig. 6.
+
+    PRESETS = {"smoke": {...}, "quick": {...}, "full": {...}}     # TrainConfig fields per size
+    args = parse_args(__doc__, PRESETS)          # --smoke/--quick, --data-dir, --out, --run, ...
+    runs = train_all(args, {"plain-20": "plain20", "ResNet-20": "resnet20"})
+    runs["plain-20"].history[-1]["train_error"]  # Trainer.history rows, one per epoch
+    fig, axes = figure(1, 2); draw_curves(axes[0], runs); save(fig, args, "degradation", caption(args, runs))
+
+Every configuration trains into its own run folder, ``--out/<label>``, exactly as
+``minires train --out`` would (config.json, checkpoint.npz, metrics.jsonl), so a
+cut-off run continues where it stopped when the demo is run again, and a finished
+one is read back instead of trained again.  ``--run LABEL=FOLDER`` takes a run that
+``minires train`` made elsewhere for one configuration (its metrics.jsonl is read),
+so one long run can serve several demos.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime, timezone
+from pathlib import Path
+
+from minires import cli, models
+from minires.run_folder import CONFIG, METRICS, RUN_FILES, SAFE_TO_CHANGE, flag
+from minires.train import TrainConfig, resolve_device, train
+
+SIZES = ("smoke", "quick", "full")
+# the settings that make two runs' numbers comparable (a --run with others is flagged)
+RECIPE = ("dataset", "epochs", "iterations", "batch_size", "lr", "momentum", "weight_decay",
+          "schedule", "milestones", "warmup", "augment", "resize", "limit_train", "limit_test")
+TRAIN_FIELDS = {f.name for f in fields(TrainConfig)}
+
+
+@dataclass
+class Run:
+    """One configuration's result: its label, model spec, settings and per-epoch history."""
+    label: str
+    model: str
+    settings: dict
+    history: list
+    source: str                      # "trained", "resumed", "reused" or "--run"
+
+    @property
+    def last(self):
+        return self.history[-1]
+
+    @property
+    def parameters(self):
+        return parameter_count(self.model, self.settings)
+
+
+def cifar_model(kind, depth, **kwargs):
+    """The model spec of a CIFAR net: cifar_model("plain", 56) -> "plain56",
+    cifar_model("resnet", 8, shortcut="B") -> "resnet_cifar:depth=8,shortcut=B"."""
+    named = depth in models.DEPTHS
+    base = f"{kind}{depth}" if named else f"{kind}_cifar"
+    arguments = ({} if named else {"depth": depth}) | kwargs
+    return base + (":" + ",".join(f"{k}={v}" for k, v in arguments.items()) if arguments else "")
+
+
+def parameter_count(model, settings=None):
+    """Trainable parameters of ``model`` (a name or "name:key=value" spec) on 3-channel CIFAR-10
+    (or on the run's data: one channel for Fashion-MNIST)."""
+    in_channels = 1 if (settings or {}).get("dataset") in ("fashion-mnist", "mnist") else 3
+    net = models.get_model(model, num_classes=10, in_channels=in_channels)
+    return int(sum(p.size for p in net.parameters()))
+
+
+# ------------------------------------------------------------------ the command line
+def parse_args(doc, presets, argv=None, extra=None):
+    """The demos' shared options, ``extra(parser)`` adding a demo's own; the chosen
+    preset's settings land in ``args.preset`` (a dict) and its name in ``args.size``."""
+    ap = argparse.ArgumentParser(description=doc.strip().splitlines()[0], formatter_class=cli.HelpFormatter)
+    size = ap.add_mutually_exclusive_group()
+    size.add_argument("--smoke", dest="size", action="store_const", const="smoke",
+                      help=f"seconds, a few images and iterations: {presets['smoke']['about']}")
+    size.add_argument("--quick", dest="size", action="store_const", const="quick",
+                      help=f"the CPU preset: {presets['quick']['about']}")
+    ap.set_defaults(size="full")
+    ap.add_argument("--data-dir", help="folder holding the data set, as for minires train "
+                    "(default: $MINIRES_DATA, else ~/.cache/minires)")
+    ap.add_argument("--no-download", dest="download", action="store_false",
+                    help="fail instead of downloading CIFAR-10 when it is not found")
+    ap.add_argument("--device", default="auto", help=cli.DEVICE_HELP)
+    ap.add_argument("--out", help="folder for the run folders (one per configuration) and the "
+                    "plot (default: runs/demos/DEMO-SIZE)")
+    ap.add_argument("--run", action="append", default=[], metavar="LABEL=FOLDER",
+                    help="use the run folder FOLDER (written by minires train) for the configuration "
+                         "LABEL instead of training it; may be repeated")
+    ap.add_argument("--epochs", type=int, help="train this many epochs instead of the preset's "
+                    "(lr divided by 10 at 50%% and 75%% of them, as in the paper)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of every run")
+    ap.add_argument("--no-progress", dest="progress", action="store_false",
+                    help="no progress lines within an epoch")
+    if extra:
+        extra(ap)
+    args = ap.parse_args(argv)
+    args.preset = presets[args.size]
+    if args.epochs is not None and args.epochs < 1:
+        ap.error(f"--epochs must be >= 1, got {args.epochs}")
+    return args
+
+
+def main(prog, args, run):
+    """run(args) as a command: its exit status, errors as one line like minires train's."""
+    return cli.run_command(prog, lambda: run(args), cli.error_words(args.download))
+
+
+def out_folder(args, demo):
+    return Path(args.out or Path("runs") / "demos" / f"{demo}-{args.size}")
+
+
+# ------------------------------------------------------------------ training
+def config_for(args, model, demo, label, **overrides):
+    """The TrainConfig of one configuration: the preset's settings, then the demo's overrides."""
+    settings = {k: v for k, v in {**args.preset, **overrides}.items() if k in TRAIN_FIELDS}
+    if args.epochs is not None:
+        settings.update(epochs=args.epochs, iterations=None, milestones=None)
+    return TrainConfig(**settings, model=model, data_dir=args.data_dir, download=args.download,
+                       device=args.device, seed=args.seed, progress=args.progress and args.size != "smoke",
+                       out=str(out_folder(args, demo) / slug(label)))
+
+
+def slug(label):
+    """A run-folder name for a label: 'ResNet-20 (B)' -> 'resnet-20-b'."""
+    return re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
+
+
+def train_all(args, configurations, demo, overrides=None):
+    """Train (or reuse) every ``label -> model spec``; returns ``label -> Run`` in order.
+
+    overrides: ``label -> {TrainConfig field: value}`` for runs that differ in more than the model.
+    """
+    resolve_device(args.device)                       # a bad --device fails before any data
+    for model in configurations.values():              # and so does a bad depth or spec
+        models.get_model(model)
+    given = dict(_parse_run_option(item, configurations) for item in args.run)
+    runs = {}
+    for label, model in configurations.items():
+        cfg = config_for(args, model, demo, label, **(overrides or {}).get(label, {}))
+        print(f"--- {label}: {model}")
+        runs[label] = (_given_run(label, model, given[label], asdict(cfg)) if label in given
+                       else _train_or_reuse(label, cfg))
+    return runs
+
+
+def _parse_run_option(item, configurations):
+    label, equals, folder = item.partition("=")
+    if not equals or label not in configurations:
+        raise ValueError(f"--run {item}: expected LABEL=FOLDER with LABEL one of "
+                         f"{', '.join(configurations)}")
+    return label, Path(folder)
+
+
+def _given_run(label, model, folder, wanted):
+    """A run folder from minires train: its settings and metrics.jsonl, checked to be ``model``;
+    where its recipe differs from the preset's, says so (the numbers are that run's)."""
+    settings, history = read_run(folder, what=f"--run {label}={folder}")
+    if _same_model(settings.get("model"), model) is False:
+        raise ValueError(f"--run {label}={folder}: that run trained {settings.get('model')}, "
+                         f"{label} is {model}; give a run of {model}")
+    print(f"{label}: read {len(history)} epochs from {folder / METRICS} (not trained here)")
+    differ = [k for k in RECIPE if settings.get(k) != wanted.get(k)]
+    if differ:
+        print(f"{label}: note: that run's recipe is not this preset's: " + ", ".join(
+            f"{flag(k)} {_shown(settings.get(k))} (preset {_shown(wanted.get(k))})" for k in differ))
+    return Run(label, model, settings, history, "--run")
+
+
+def _same_model(a, b):
+    """Whether two model specs build the same architecture (None: one cannot be built)."""
+    try:
+        return models.get_model(a).config == models.get_model(b).config
+    except (ValueError, TypeError):
+        return None
+
+
+def read_run(folder, what):
+    """(settings, history) of a run folder written by minires train."""
+    folder = Path(folder)
+    config, metrics = folder / CONFIG, folder / METRICS
+    if not metrics.is_file() or not config.is_file():
+        raise ValueError(f"{what}: no {CONFIG} and {METRICS} there; give the --out folder of a "
+                         f"minires train run that finished at least one epoch")
+    try:
+        settings = json.loads(config.read_text())
+        history = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+    except ValueError as e:
+        raise ValueError(f"{what}: {config} or {metrics} is not readable JSON ({e})") from None
+    if not history:
+        raise ValueError(f"{what}: {metrics} holds no epoch yet; let the run finish one")
+    return settings, history
+
+
+def _train_or_reuse(label, cfg):
+    folder = Path(cfg.out)
+    if not any((folder / name).exists() for name in RUN_FILES):
+        return Run(label, cfg.model, asdict(cfg), train(cfg), "trained")
+    saved = json.loads((folder / CONFIG).read_text()) if (folder / CONFIG).is_file() else {}
+    wanted = asdict(cfg)
+    differ = [k for k in wanted if k not in SAFE_TO_CHANGE and k != "out" and saved.get(k) != wanted[k]]
+    if differ:
+        k = differ[0]
+        raise ValueError(f"{folder} holds another run ({flag(k)} {_shown(saved.get(k))}, this demo's "
+                         f"{flag(k)} {_shown(wanted[k])}); give another --out or remove that folder")
+    done_before = _epochs_done(folder)
+    history = train(cfg, resume=str(folder))          # continues a cut-off run; a finished one returns
+    return Run(label, cfg.model, wanted, history, "reused" if len(history) == done_before else "resumed")
+
+
+def _shown(value):
+    return "unset" if value is None else value
+
+
+def _epochs_done(folder):
+    metrics = folder / METRICS
+    return len(metrics.read_text().splitlines()) if metrics.is_file() else 0
+
+
+# ------------------------------------------------------------------ numbers and plots
+def table(rows, header):
+    """Print rows (tuples) under ``header`` as aligned columns."""
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    for row in (header, *rows):
+        print("  ".join(str(x).rjust(w) if i else str(x).ljust(w) for i, (x, w) in enumerate(zip(row, widths))))
+
+
+def percent(fraction):
+    return f"{100 * fraction:.2f}"
+
+
+def caption(args, runs):
+    """One line: the size of the runs, where they ran and when (the figure's footnote)."""
+    first = next(iter(runs.values())).settings
+    length = (f"{first['epochs']} epochs" if first.get("epochs") is not None
+              else f"{first['iterations']} iterations")
+    images = (f"first {first['limit_train']:,} train / {first.get('limit_test') or 'all'} test images"
+              if first.get("limit_train") else "all images")
+    if first.get("resize"):
+        images += f" at {first['resize']}x{first['resize']}"
+    device = resolve_device(args.device)
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    return (f"{args.size} preset: {first['dataset']}, {images}, {length}, batch {first['batch_size']}, "
+            f"lr {first['lr']:g} ({first['schedule']}), seed {first['seed']}; {device}, {stamp}")
+
+
+def figure(rows, cols, width=5.5, height=4.0):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    return fig, axes.ravel()
+
+
+def draw_curves(ax, runs, key="error", title=""):
+    """He et al. 2015 Fig. 6's style: each run one colour, train dashed, test solid (%)."""
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
+    scale = 100 if key == "error" else 1
+    epochs = []
+    for i, run in enumerate(runs):
+        epochs = [row["epoch"] for row in run.history]
+        style = dict(color=f"C{i}", marker="o" if len(epochs) <= 40 else None, markersize=3)
+        ax.plot(epochs, [scale * r[f"train_{key}"] for r in run.history], "--", **style)
+        ax.plot(epochs, [scale * r[f"test_{key}"] for r in run.history], "-", label=run.label, **style)
+    ax.set(xlabel="epoch", ylabel="error (%)" if key == "error" else key, title=title)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if len(epochs) == 1:                       # one point, centred, its epoch the only tick
+        ax.set_xlim(epochs[0] - 0.5, epochs[0] + 0.5)
+        ax.set_xticks(epochs)
+    ax.grid(alpha=0.3)
+    handles, _ = ax.get_legend_handles_labels()
+    styles = [Line2D([], [], color="0.3", ls="--", label="train"), Line2D([], [], color="0.3", label="test")]
+    ax.legend(handles=handles + styles, fontsize=7)
+
+
+def draw_bars(ax, runs, paper, title):
+    """Final test error per run as bars, each labelled with its number and the paper's."""
+    errors = [100 * r.last["test_error"] for r in runs]
+    bars = ax.bar(range(len(runs)), errors, color=[f"C{i}" for i in range(len(runs))])
+    for bar, run, error in zip(bars, runs, errors):
+        ax.annotate(f"{error:.1f}\npaper {paper[run.label]}", (bar.get_x() + bar.get_width() / 2, error),
+                    ha="center", va="bottom", fontsize=7, textcoords="offset points", xytext=(0, 2))
+    ax.set_xticks(range(len(runs)), [r.label for r in runs], rotation=20, ha="right", fontsize=8)
+    ax.set(ylabel="final test error (%)", title=title)
+    ax.set_ylim(0, 1.25 * max(errors + [1.0]))
+    ax.grid(alpha=0.3, axis="y")
+
+
+def save(fig, args, demo, caption_line):
+    """Write the figure with its caption line to --out/DEMO.png; returns the path."""
+    path = out_folder(args, demo) / f"{demo}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.text(0.5, 0.01, caption_line, ha="center", va="bottom", fontsize=7, color="0.3")
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    fig.savefig(path, dpi=110)
+    import matplotlib.pyplot as plt
+    plt.close(fig)
+    print(f"wrote {path}")
+    return path
