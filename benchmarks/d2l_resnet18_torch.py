@@ -150,8 +150,9 @@ def main(argv=None):
                      "test_loss": t_loss / t_seen, "test_error": t_wrong / t_seen, "seconds": seconds})
         with open(os.path.join(args.out, "metrics.jsonl"), "w") as f:
             f.writelines(json.dumps(row, sort_keys=True) + "\n" for row in rows)
-        print(f"epoch {epoch + 1:>3}/{args.epochs}  train loss {rows[-1]['train_loss']:.4f} acc "
-              f"{100 * (1 - rows[-1]['train_error']):.2f}%  test acc {100 * (1 - rows[-1]['test_error']):.2f}%"
+        last = rows[-1]
+        print(f"epoch {epoch + 1:>3}/{args.epochs}  train loss {last['train_loss']:.4f} acc "
+              f"{100 * (1 - last['train_error']):.2f}%  test acc {100 * (1 - last['test_error']):.2f}%"
               f"  ({seconds:.0f} s)", flush=True)
         if args.iterations is not None and step >= args.iterations:
             break

@@ -73,12 +73,14 @@ def parameter_count(model, settings=None):
 def parse_args(doc, presets, argv=None, extra=None):
     """The demos' shared options, ``extra(parser)`` adding a demo's own; the chosen
     preset's settings land in ``args.preset`` (a dict) and its name in ``args.size``."""
-    ap = argparse.ArgumentParser(description=doc.strip().splitlines()[0], formatter_class=cli.HelpFormatter)
+    ap = argparse.ArgumentParser(description=doc.strip().splitlines()[0], formatter_class=cli.HelpFormatter,
+                                 epilog=f"Without --smoke or --quick: the full (GPU) preset, "
+                                        f"{presets['full']['about']}.")
     size = ap.add_mutually_exclusive_group()
     size.add_argument("--smoke", dest="size", action="store_const", const="smoke",
-                      help=f"seconds, a few images and iterations: {presets['smoke']['about']}")
+                      help=f"seconds, instead of the default full preset: {presets['smoke']['about']}")
     size.add_argument("--quick", dest="size", action="store_const", const="quick",
-                      help=f"the CPU preset: {presets['quick']['about']}")
+                      help=f"the CPU preset, instead of the default full one: {presets['quick']['about']}")
     ap.set_defaults(size="full")
     ap.add_argument("--data-dir", help="folder holding the data set, as for minires train "
                     "(default: $MINIRES_DATA, else ~/.cache/minires)")
@@ -89,9 +91,11 @@ def parse_args(doc, presets, argv=None, extra=None):
                     "plot (default: runs/demos/DEMO-SIZE)")
     ap.add_argument("--run", action="append", default=[], metavar="LABEL=FOLDER",
                     help="use the run folder FOLDER (written by minires train) for the configuration "
-                         "LABEL instead of training it; may be repeated")
+                         "LABEL instead of training it; may be repeated (default: train each one "
+                         "into --out, or read it back from there)")
     ap.add_argument("--epochs", type=int, help="train this many epochs instead of the preset's "
-                    "(lr divided by 10 at 50%% and 75%% of them, as in the paper)")
+                    "(a multistep schedule divides the lr by 10 at 50%% and 75%% of them, as the "
+                    "paper does at 32k and 48k of 64k iterations)")
     ap.add_argument("--seed", type=int, default=0, help="seed of every run")
     ap.add_argument("--no-progress", dest="progress", action="store_false",
                     help="no progress lines within an epoch")
@@ -224,8 +228,9 @@ def _epochs_done(folder):
 def table(rows, header):
     """Print rows (tuples) under ``header`` as aligned columns."""
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
-    for row in (header, *rows):
-        print("  ".join(str(x).rjust(w) if i else str(x).ljust(w) for i, (x, w) in enumerate(zip(row, widths))))
+    for row in (header, *rows):            # the first column left-aligned, the numbers right
+        print("  ".join(str(x).rjust(w) if i else str(x).ljust(w)
+                        for i, (x, w) in enumerate(zip(row, widths))))
 
 
 def percent(fraction):

@@ -1,4 +1,4 @@
-"""d2l's ResNet-18 on Fashion-MNIST at 96x96, in minires and in PyTorch (Dive into Deep Learning, "Residual Networks").
+"""d2l's ResNet-18 on Fashion-MNIST at 96x96, in minires and in PyTorch (d2l.ai, "Residual Networks").
 
 The book's chapter ends by training its ResNet-18 on Fashion-MNIST resized to 96x96
 with its train_ch6 recipe; the same recipe, network and batches in minires and in
@@ -20,8 +20,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import _runs
 from minires import backend
+
+import _runs
 
 RECIPE = dict(dataset="fashion-mnist", lr=0.05, batch_size=256, epochs=10, resize=96,
               schedule="constant", momentum=0.0, weight_decay=0.0, augment=False)

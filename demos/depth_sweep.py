@@ -18,6 +18,9 @@ import _runs
 
 PAPER = {20: (8.75, "0.27M"), 32: (7.51, "0.46M"), 44: (7.17, "0.66M"), 56: (6.97, "0.85M"),
          110: (6.43, "1.7M"), 1202: (7.93, "19.4M")}
+# He et al. warm ResNet-110 and deeper up (lr 0.01 until the training error is below 80 %,
+# about 400 iterations); here the trainer's --warmup: linear from lr/10 over 400 iterations.
+WARMUP_FROM = 110
 PRESETS = {
     "smoke": dict(about="depths 8 and 14, 16 images, 2 iterations", depths=(8, 14),
                   iterations=2, batch_size=8, limit_train=16, limit_test=16, eval_batch_size=16),
@@ -29,7 +32,6 @@ PRESETS = {
                  "trains 64k): about 10 min on an H200, estimated from ResNet-20's 16-31 ms per step",
                  depths=(20, 32, 44, 56, 110), epochs=6),
 }
-WARMUP_FROM = 110          # He et al. warm ResNet-110 and ResNet-1202 up (lr 0.01, ~400 iterations)
 
 
 def extra(ap):

@@ -19,7 +19,7 @@ PRESETS = {
     "smoke": dict(about="ResNet-8, 16 images, 2 iterations", depth=8,
                   iterations=2, batch_size=8, limit_train=16, limit_test=16, eval_batch_size=16),
     "quick": dict(about="ResNet-20, the first 4,096 training and 1,000 test images, 10 epochs "
-                  "(320 iterations): ~8 min on 2 quiet cores", depth=20, epochs=10, limit_train=4096,
+                  "(320 iterations): ~9 min on 2 quiet cores", depth=20, epochs=10, limit_train=4096,
                   limit_test=1000),
     "full": dict(about="ResNet-20 on all 50,000 images, 24 epochs (9,384 iterations; the paper's CIFAR "
                  "runs take 64k): about 10 min on an H200, estimated from 16-31 ms per step",

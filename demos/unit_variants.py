@@ -1,13 +1,13 @@
-"""Where BN and ReLU sit in the residual unit matters; full pre-activation is best (He et al. 2016, Table 2, Fig. 4).
+"""Where BN and ReLU sit in a residual unit matters; full pre-activation is best (He et al. 2016).
 
-The five units differ only in the order of BN, ReLU and the addition.  Those that put
-something on the shortcut path after the addition (BN after add, ReLU after add) or
-make the branch non-negative (ReLU before add) train worse; with BN and ReLU both
-before the convolutions (full pre-activation) the shortcut is a clean identity.
+The five units differ only in where BN, ReLU and the addition sit.  BN after the
+addition alters the signal on the shortcut path, and ReLU before the addition makes
+every residual non-negative: both train worse.  With BN and ReLU before the
+convolutions (pre-activation) the shortcut stays a clean identity, and full
+pre-activation is the best of the five.
 
-Paper (CIFAR-10 ResNet-110, test error, median of 5 runs): original 6.61 %, BN after
-addition 8.17 %, ReLU before addition 7.84 %, ReLU-only pre-activation 6.71 %, full
-pre-activation 6.37 %.
+Paper (CIFAR-10, ResNet-110, test error): original 6.61 %, BN after addition 8.17 %,
+ReLU before addition 7.84 %, ReLU-only pre-activation 6.71 %, full pre-activation 6.37 %.
 
     python demos/unit_variants.py --quick --data-dir ../shared/data
     python demos/unit_variants.py --data-dir ../shared/data --device gpu [--depth 110]
@@ -44,7 +44,7 @@ def run(args):
     depth = args.depth or args.preset["depth"]
     nets = {label: _runs.cifar_model("resnet", depth, variant=variant)
             for label, (variant, _) in UNITS.items()}
-    warm = {label: {"warmup": 400} for label in nets} if depth >= 110 else None   # as He et al.
+    warm = {label: {"warmup": 400} for label in nets} if depth >= 110 else None   # see depth_sweep.py
     runs = _runs.train_all(args, nets, "unit_variants", warm)
 
     print(f"\nresidual units on ResNet-{depth} ({args.size} preset): final errors, %; "
@@ -57,7 +57,7 @@ def run(args):
     fig, (ax_curves, ax_bars) = _runs.figure(1, 2)
     _runs.draw_curves(ax_curves, list(runs.values()), title=f"ResNet-{depth}: error per epoch")
     _runs.draw_bars(ax_bars, list(runs.values()), paper,
-                    title=f"final test error (paper: ResNet-110, 64k iterations)")
+                    title="final test error (paper: ResNet-110, 64k iterations)")
     fig.suptitle("Residual unit variants (He et al. 2016, Fig. 4, Table 2)")
     _runs.save(fig, args, "unit_variants", _runs.caption(args, runs))
 
