@@ -49,7 +49,7 @@ The transform kernels are serial and release the GIL: conv2d runs them on chunks
 of images, one chunk per core at a time, like im2col (kernels/cpu/columns.py).
 """
 import numpy as np
-from numba import njit
+from numba import njit, uint64
 
 # (B^T, G, A^T) per output tile size m, as float64; the kernels take them in the data's dtype.
 TRANSFORMS = {
@@ -70,6 +70,29 @@ def winograd_tile_grid(h, w, m):
     return -(-h // m), -(-w // m)
 
 
+# Each transform is separable: t applied along the rows, then along the columns.  The
+# first pass runs over a whole band of tiles at once (one tile row: runs of W*C or
+# TW*C contiguous numbers), the second per tile, along channel vectors.  Runs are
+# indexed with unsigned offsets computed after the signed bounds logic: signed
+# indices make Numba allow for negative (wrap-around) indexing on every access,
+# which keeps LLVM from vectorising (the same lesson as columns.py's).
+@njit(nogil=True, cache=True, fastmath=True)
+def _scaled_run(dst, d0, src, s0, run, coef, accumulate):
+    """dst[d0:d0+run] (+)= coef * src[s0:s0+run]."""
+    if accumulate:
+        for k in range(run):
+            dst[d0 + k] += coef * src[s0 + k]
+    else:
+        for k in range(run):
+            dst[d0 + k] = coef * src[s0 + k]
+
+
+@njit(nogil=True, cache=True, fastmath=True)
+def _zero_run(dst, d0, run):
+    for k in range(run):
+        dst[d0 + k] = 0
+
+
 @njit(nogil=True, cache=True, fastmath=True)
 def _tiles_in(x, t, m, offset, v):
     """v[xi*a + nu, p, :] = sum_ij t[xi, i] x[n, ti*m + offset + i, tj*m + offset + j, :] t[nu, j]
@@ -77,34 +100,34 @@ def _tiles_in(x, t, m, offset, v):
     n_img, h, w, ch = x.shape
     a, window = t.shape
     th, tw = -(-h // m), -(-w // m)
-    rows = np.empty((a, window, ch), dtype=v.dtype)      # t applied along the tile's rows
+    src, dst = x.reshape(-1), v.reshape(-1)
+    run, line, plane = uint64(ch), uint64(w * ch), uint64(v.shape[1] * ch)
+    band = np.empty(a * w * ch, dtype=v.dtype)        # t along the rows of one tile row, all columns
     for n in range(n_img):
         for ti in range(th):
+            r0 = ti * m + offset
+            for xi in range(a):
+                accumulate = False
+                for i in range(window):
+                    if t[xi, i] != 0 and 0 <= r0 + i < h:
+                        _scaled_run(band, uint64(xi) * line, src, uint64((n * h + r0 + i) * w * ch),
+                                    line, t[xi, i], accumulate)
+                        accumulate = True
+                if not accumulate:
+                    _zero_run(band, uint64(xi) * line, line)
             for tj in range(tw):
-                p = (n * th + ti) * tw + tj
-                r0, c0 = ti * m + offset, tj * m + offset
-                for xi in range(a):
-                    for j in range(window):
-                        acc = rows[xi, j]
-                        acc[:] = 0
-                        if not 0 <= c0 + j < w:
-                            continue
-                        for i in range(window):
-                            coef = t[xi, i]
-                            if coef != 0 and 0 <= r0 + i < h:
-                                src = x[n, r0 + i, c0 + j]
-                                for c in range(ch):
-                                    acc[c] += coef * src[c]
+                p, c0 = (n * th + ti) * tw + tj, tj * m + offset
                 for xi in range(a):
                     for nu in range(a):
-                        out = v[xi * a + nu, p]
-                        out[:] = 0
+                        out = uint64(xi * a + nu) * plane + uint64(p * ch)
+                        accumulate = False
                         for j in range(window):
-                            coef = t[nu, j]
-                            if coef != 0 and 0 <= c0 + j < w:
-                                src = rows[xi, j]
-                                for c in range(ch):
-                                    out[c] += coef * src[c]
+                            if t[nu, j] != 0 and 0 <= c0 + j < w:
+                                _scaled_run(dst, out, band, uint64(xi * w * ch + (c0 + j) * ch), run,
+                                            t[nu, j], accumulate)
+                                accumulate = True
+                        if not accumulate:
+                            _zero_run(dst, out, run)
 
 
 @njit(nogil=True, cache=True, fastmath=True)
@@ -114,31 +137,30 @@ def _tiles_out(mt, at, m, y):
     n_img, h, w, ch = y.shape
     a = at.shape[1]
     th, tw = -(-h // m), -(-w // m)
-    rows = np.empty((m, a, ch), dtype=y.dtype)           # A^T applied along the columns
+    src, dst = mt.reshape(-1), y.reshape(-1)
+    run, plane, row = uint64(ch), uint64(mt.shape[1] * ch), uint64(tw * ch)
+    band = np.empty(m * a * tw * ch, dtype=y.dtype)   # A^T along the rows of one tile row's tiles
     for n in range(n_img):
         for ti in range(th):
+            p0 = uint64((n * th + ti) * tw * ch)
+            for r in range(m):
+                for nu in range(a):
+                    accumulate = False
+                    for xi in range(a):
+                        if at[r, xi] != 0:
+                            _scaled_run(band, uint64(r * a + nu) * row, src, uint64(xi * a + nu) * plane + p0,
+                                        row, at[r, xi], accumulate)
+                            accumulate = True
             for tj in range(tw):
-                p = (n * th + ti) * tw + tj
-                for r in range(m):
-                    for nu in range(a):
-                        acc = rows[r, nu]
-                        acc[:] = 0
-                        for xi in range(a):
-                            coef = at[r, xi]
-                            if coef != 0:
-                                src = mt[xi * a + nu, p]
-                                for c in range(ch):
-                                    acc[c] += coef * src[c]
                 for r in range(min(m, h - ti * m)):
                     for s in range(min(m, w - tj * m)):
-                        out = y[n, ti * m + r, tj * m + s]
-                        out[:] = 0
+                        out = uint64(((n * h + ti * m + r) * w + tj * m + s) * ch)
+                        accumulate = False
                         for nu in range(a):
-                            coef = at[s, nu]
-                            if coef != 0:
-                                src = rows[r, nu]
-                                for c in range(ch):
-                                    out[c] += coef * src[c]
+                            if at[s, nu] != 0:
+                                _scaled_run(dst, out, band, uint64(r * a + nu) * row + uint64(tj * ch), run,
+                                            at[s, nu], accumulate)
+                                accumulate = True
 
 
 def winograd_input(x, m, out):
