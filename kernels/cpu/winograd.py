@@ -40,8 +40,8 @@ zero coefficients and padding skipped).
 Gradients (the same kernels):
   * dx is the convolution of the upstream gradient with the flipped, transposed
     filter w'[c, k, i, j] = w[k, c, 2-i, 2-j] -- a forward pass on g;
-  * dW: M's adjoint through the output transform is dM = A dY A^T (``tiles_in``
-    with A in place of B^T, reading the m x m tiles of dY without offset), then
+  * dW: M's adjoint through the output transform is dM = A dY A^T (``winograd_output_grad``:
+    the input kernel with A for B^T, on the m x m tiles of dY), then
     dU[xi,nu] = V[xi,nu]^T @ dM[xi,nu] and dW = the filter transform's adjoint,
     dg = G^T dU G.
 
@@ -185,7 +185,7 @@ def winograd_output_grad(g, m, out):
 def winograd_output(mt, m, out):
     """Y = A^T M A for every tile, written into out (N, H, W, K) (the tiles' overhang dropped)."""
     at = TRANSFORMS[m][2].astype(mt.dtype)
-    _tiles_out(mt, at, m, out)
+    _tiles_out(np.ascontiguousarray(mt), at, m, out)
     return out
 
 
