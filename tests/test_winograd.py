@@ -174,7 +174,7 @@ def conv(rng, c=3, k=4, hw=6, **cfg):
 
 
 def test_setting_and_environment_choose_the_algorithm(rng, monkeypatch, winograd_calls):
-    conv(rng, padding=1)                                        # default: auto, empty table
+    conv(rng, padding=1)                                        # default: auto, not in its table
     monkeypatch.setenv(winograd.ENV_VAR, "winograd4")
     conv(rng, padding=1)
     winograd.set_conv_algorithm("winograd2")                    # the setting beats the environment
