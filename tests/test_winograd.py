@@ -192,6 +192,13 @@ def test_auto_uses_the_per_layer_table(rng, monkeypatch, winograd_calls):
     assert winograd_calls == [4]
 
 
+def test_auto_table_maps_layer_shapes_to_winograd_algorithms():
+    """(C_in, C_out, H, W) -> winograd2 | winograd4: a typo would silently mean im2col."""
+    for shape, algorithm in winograd.AUTO_WINOGRAD.items():
+        assert len(shape) == 4 and all(isinstance(d, int) and d > 0 for d in shape), shape
+        assert algorithm in winograd.TILE_SIZES, algorithm
+
+
 @pytest.mark.parametrize("cfg", [dict(stride=2, padding=1), dict(padding=0), dict(padding=2, dilation=2),
                                  dict(c=4, padding=1, groups=2)])
 def test_other_layers_stay_on_im2col(cfg, rng, winograd_calls):
