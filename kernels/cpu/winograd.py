@@ -34,8 +34,8 @@ p = (n*TH + ti)*TW + tj covers output rows ti*m .. ti*m+m-1 (TH = ceil(H/m): a
 partial last tile is padded with zeros and its extra outputs dropped) and reads
 input rows ti*m - 1 .. ti*m + m (padding 1).  V is (a*a, P, C) and M (a*a, P, K):
 each GEMM operand is a C-contiguous matrix with the channels contiguous, and the
-transforms below run along those channel vectors (a vector loop per coefficient,
-zero coefficients and padding skipped).
+transforms below run along the channels (zero coefficients skipped, the padding
+read as zeros).
 
 Gradients (the same kernels):
   * dx is the convolution of the upstream gradient with the flipped, transposed

@@ -143,7 +143,7 @@ def conv2d(x, weight, bias, m):
                     if du is None:        # the first chunk writes dU, later ones add to it
                         du = K.matmul(vt, dm)
                     else:
-                        du += K.matmul(vt, dm)
+                        du += K.matmul(vt, dm, out=K.workspace("winograd.dU", du.shape, x.dtype))
                 if gx_cl is not None:
                     convolve(g_cl, u_flipped, gx_cl, n0, n1)
             return du
