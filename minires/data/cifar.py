@@ -32,9 +32,10 @@ import numpy as np
 
 from .archive import read_members, safe_extract
 from .download import download_url, md5sum
+from ..messages import Message
 from .errors import DatasetError, DatasetNotFoundError
 from .imagefolder import ImageFolder
-from .paths import default_root
+from .paths import ENV_VAR, default_root
 from .safe_pickle import safe_loads
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
@@ -150,8 +151,9 @@ def download_cifar10(root=None, *, layout="python", url=None, md5=None, size=Non
     """Download the official tarball into ``root`` (verified); its path.  Does not extract."""
     src = _source(layout)
     root = Path(root).expanduser() if root is not None else default_root()
-    advice = (f"Retry, or download {src.url} yourself and pass the folder that holds "
-              f"{src.filename} (or the extracted {FOLDERS[layout]}/) as root= / --data-dir.")
+    advice = Message("Retry, or download {url} yourself and pass the folder that holds {name} "
+                     "(or the extracted {folder}/) as {root}.", url=src.url, name=src.filename,
+                     folder=FOLDERS[layout])
     return download_url(url or src.url, root / src.filename, progress=progress, advice=advice,
                         md5=src.md5 if md5 is None else md5, size=src.size if size is None else size)
 
@@ -172,7 +174,7 @@ class CIFAR10:
         found, downloaded = locate(self.root), False
         if found is None:
             if not download:
-                raise DatasetNotFoundError(_not_found_message(self.root))
+                raise DatasetNotFoundError(_not_found_message(self.root, default=root is None))
             path = download_cifar10(self.root, layout=layout, url=url, md5=md5, size=size, progress=progress)
             found, downloaded = Found("tarball", layout, path), True
         self.source, self.found = found.path, found
@@ -199,10 +201,14 @@ def _source(layout) -> Source:
     return CIFAR10_SOURCES[layout]
 
 
-def _not_found_message(root) -> str:
-    return (f"CIFAR-10 not found in {root}: looked for {', '.join(_copy_names())}. Pass download=True "
-            f"to fetch {CIFAR10_SOURCES['python'].url}, or download it yourself and "
-            "point root= / --data-dir at the folder that holds the tarball or the extracted folder.")
+def _not_found_message(root: Path, default: bool) -> Message:
+    names = _copy_names()
+    where = f"{root} (the default: ${ENV_VAR} or ~/.cache/minires)" if default else str(root)
+    fact = "{where} does not exist" if not root.exists() else "nothing in {where}: looked for {names}"
+    src = CIFAR10_SOURCES["python"]
+    return Message("CIFAR-10 not found: " + fact + ". Download {url} and pass the folder that holds "
+                   "{name} (or the extracted {folder}/) as {root}{or_download}.", where=where,
+                   names=", ".join(names), url=src.url, name=src.filename, folder=FOLDERS["python"])
 
 
 def _load(found: Found, train: bool, root: Path, verified: bool):
@@ -223,14 +229,16 @@ def _load(found: Found, train: bool, root: Path, verified: bool):
 
 def _verify_local(path: Path, src: Source):
     got = path.stat().st_size
-    fix = f"Delete it and download again (download=True), or fetch {src.url} yourself."
+    fix = " Delete it, then download {url} again yourself{or_download}."
     if got != src.size:
-        raise DatasetError(f"{path} is {got} bytes, expected {src.size} for the official "
-                           f"{src.filename}: it is incomplete or a different file. {fix}")
+        raise DatasetError(Message("{path} is {got} bytes, expected {size} for the official {name}: "
+                                   "it is incomplete or a different file." + fix, path=path, got=got,
+                                   size=src.size, name=src.filename, url=src.url))
     digest = md5sum(path)
     if digest != src.md5:
-        raise DatasetError(f"{path} has MD5 {digest}, expected {src.md5} for the official "
-                           f"{src.filename}: it is corrupt or a different file. {fix}")
+        raise DatasetError(Message("{path} has MD5 {digest}, expected {md5} for the official {name}: "
+                                   "it is corrupt or a different file." + fix, path=path, digest=digest,
+                                   md5=src.md5, name=src.filename, url=src.url))
 
 
 def _extract_and_read(tarball: Path, root: Path, train: bool):

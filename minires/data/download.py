@@ -9,6 +9,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from ..messages import Message
 from .errors import DownloadError
 
 CHUNK = 1 << 20
@@ -27,10 +28,12 @@ def download_url(url, dest, *, md5=None, size=None, progress=True, advice="", ti
 
     The bytes go to a temporary file beside ``dest`` (same filesystem, so the
     final rename is atomic) that is deleted on any failure, Ctrl-C included:
-    ``dest`` either appears whole and verified or not at all.  ``advice`` is
-    appended to every error (what the user can do about it).
+    ``dest`` either appears whole and verified or not at all, and folders made
+    for it are removed again.  ``advice`` (a str or a Message) is appended to
+    every error: what the user can do about it.
     """
     dest = Path(dest)
+    made = [d for d in (dest.parent, *dest.parent.parents) if not d.exists()]
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     try:
@@ -45,11 +48,17 @@ def download_url(url, dest, *, md5=None, size=None, progress=True, advice="", ti
         os.replace(tmp, dest)
     except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        for folder in made:                # deepest first; a folder someone filled meanwhile stays
+            try:
+                folder.rmdir()
+            except OSError:
+                break
         if not isinstance(e, Exception):  # KeyboardInterrupt etc.: cleaned up, pass on as is
             raise
         reason = str(e) if isinstance(e, DownloadError) else f"{type(e).__name__}: {e}"
-        message = f"downloading {url} failed: {reason}. Nothing was saved. {advice}"
-        raise DownloadError(message.rstrip()) from e
+        raise DownloadError(Message("downloading {url} failed: {reason}. Nothing was saved."
+                                    + (" {advice}" if advice else ""),
+                                    url=url, reason=reason, advice=advice)) from e
     return dest
 
 
