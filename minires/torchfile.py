@@ -201,6 +201,8 @@ def _load_legacy(f, what):
     storages = {}
     try:
         magic = next_pickle()
+    except UnsafeTorchFileError:
+        raise
     except TorchFileError:
         raise TorchFileError(f"{what}: neither a zip nor a legacy PyTorch checkpoint "
                              "(no magic number at the start)") from None

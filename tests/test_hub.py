@@ -1,6 +1,7 @@
 """Published weights: PyTorch's two file formats read without PyTorch or pickle code, hashes
 checked, akamaster's names mapped, and the shared converted weights scoring as published."""
 import collections
+import io
 import os
 import pickle
 import zipfile
@@ -46,6 +47,56 @@ def test_both_torch_formats_read_back_identical_arrays(tmp_path, zip_format):
         a = got["state_dict"][k]
         assert a.dtype == v.numpy().dtype and a.shape == tuple(v.shape) and np.array_equal(a, v.numpy()), k
     assert got["best_prec1"] == 91.5 and got["arch"] == ["resnet20", (1, 2)]
+
+
+class _OldTensor:
+    """A tensor as torch < 1.0 pickled it: a view into a root storage, kept on the GPU."""
+
+    def __init__(self, root_key, root_numel, view_offset, view_numel, offset, size, stride):
+        self.storage = ("view", root_key, root_numel, view_offset, view_numel)
+        self.args = (offset, size, stride)
+
+
+def _torch04_file(torch, path, tensors, roots):
+    """The legacy format as torch 0.4 wrote it from a DataParallel model on a GPU:
+    torch.cuda.FloatStorage, location 'cuda:0', and storage views (key, offset, size)."""
+    class Pickler(pickle.Pickler):
+        def reducer_override(self, obj):
+            if isinstance(obj, _OldTensor):
+                return torch._utils._rebuild_tensor_v2, (obj.storage, *obj.args, False, collections.OrderedDict())
+            return NotImplemented
+
+        def persistent_id(self, obj):
+            if isinstance(obj, tuple) and obj and obj[0] == "view":
+                _, root, numel, view_offset, view_numel = obj
+                return ("storage", torch.cuda.FloatStorage, root, "cuda:0", numel,
+                        (f"{root}-view{view_offset}", view_offset, view_numel))
+            return None
+
+    buffer = io.BytesIO()
+    Pickler(buffer, protocol=2).dump({"state_dict": tensors, "best_prec1": 91.0})
+    with open(path, "wb") as f:
+        f.write(_legacy(buffer.getvalue()))
+        f.write(pickle.dumps(sorted(roots), protocol=2))
+        for key in sorted(roots):
+            f.write(np.int64(len(roots[key])).tobytes() + roots[key].astype("<f4").tobytes())
+
+
+def test_a_torch_0_4_file_with_gpu_storages_and_storage_views_reads(tmp_path):
+    torch = pytest.importorskip("torch")
+    root = np.arange(20, dtype=np.float32)
+    tensors = collections.OrderedDict([
+        ("module.a", _OldTensor("7", 20, 4, 12, 1, (2, 3), (3, 1))),      # root[4:16][1:7] as 2x3
+        ("module.b", _OldTensor("7", 20, 0, 20, 0, (5, 4), (1, 5)))])     # root, read transposed
+    path = tmp_path / "old.th"
+    _torch04_file(torch, path, tensors, {"7": root})
+    got = load_torch_file(path)["state_dict"]
+    assert np.array_equal(got["module.a"], root[4:16][1:7].reshape(2, 3))
+    assert np.array_equal(got["module.b"], root.reshape(4, 5).T)
+    tensors["module.c"] = _OldTensor("7", 20, 16, 4, 0, (5,), (1,))     # 5 elements of a 4-element view
+    _torch04_file(torch, path, tensors, {"7": root})
+    with pytest.raises(TorchFileError, match="reaches past its storage of 4 elements"):
+        load_torch_file(path)
 
 
 class _RunsShell:
