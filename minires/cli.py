@@ -247,6 +247,8 @@ def build_parser():
     _train_parser(sub).set_defaults(func=cmd_train)
     _eval_parser(sub).set_defaults(func=cmd_eval)
     _summary_parser(sub).set_defaults(func=cmd_summary)
+    from .trace import add_parser as add_trace_parser   # (minires.trace is also the function)
+    add_trace_parser(sub)
     return parser
 
 
