@@ -190,6 +190,10 @@ def _load_zip(path, what):
             member = f"{prefix}data/{key}"
             if member not in names:
                 raise TorchFileError(f"{what}: the storage {member} is missing; the file is damaged")
+            size = archive.getinfo(member).file_size          # checked before anything is inflated
+            if size != storage.numel * storage.dtype.itemsize:
+                raise TorchFileError(f"{what}: storage {key} has {size} bytes, its record says "
+                                     f"{storage.numel} x {storage.dtype.itemsize}; the file is damaged")
             storage.array = _storage_array(archive.read(member), storage, order, what)
     return _materialise(obj, what)
 
@@ -245,19 +249,60 @@ def _storage_array(raw, storage, order, what):
 
 
 def _materialise(obj, what):
-    """Replace every _Tensor in ``obj`` (nested dicts, lists, tuples) by its NumPy array."""
-    if isinstance(obj, _Tensor):
-        return _tensor_array(obj, what)
-    if isinstance(obj, dict):
-        out = type(obj)() if isinstance(obj, collections.OrderedDict) else {}
-        for k, v in obj.items():
-            out[k] = _materialise(v, what)
+    """Replace every _Tensor in ``obj`` (nested dicts, lists, tuples) by its NumPy array.
+
+    A pickle can share one object many times (its memo) and nest deeply, so objects are
+    converted once each, and the tensors may together hold at most twice the bytes of the
+    file's storages (views of one storage, as t.t() and t[1] make, stay well inside that)."""
+    stored = sum(s.array.nbytes for s in _storages(obj))
+    budget = [2 * stored + (1 << 20)]
+    done = {}
+
+    def convert(o):
+        if id(o) in done:
+            return done[id(o)]
+        if isinstance(o, _Tensor):
+            out = _tensor_array(o, what)
+            budget[0] -= out.nbytes
+            if budget[0] < 0:
+                raise TorchFileError(f"{what}: its tensors claim more than twice the {stored} bytes "
+                                     "of its storages; refused (a tensor checkpoint does not)")
+        elif isinstance(o, dict):
+            out = type(o)() if isinstance(o, collections.OrderedDict) else {}
+            for k, v in o.items():
+                out[k] = convert(v)
+        elif isinstance(o, (list, tuple)):
+            out = type(o)(convert(v) for v in o)
+        elif isinstance(o, (_Storage, _StorageType, _Allowed)):
+            raise TorchFileError(f"{what}: a bare {type(o).__name__.strip('_')} outside a tensor; "
+                                 "not a tensor checkpoint")
+        else:
+            out = o
+        done[id(o)] = out
         return out
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_materialise(v, what) for v in obj)
-    if isinstance(obj, (_Storage, _StorageType)):
-        raise TorchFileError(f"{what}: a bare storage outside a tensor; not a tensor checkpoint")
-    return obj
+
+    try:
+        return convert(obj)
+    except RecursionError:
+        raise TorchFileError(f"{what}: nested too deeply for a tensor checkpoint; refused") from None
+
+
+def _storages(obj):
+    """The distinct root storages the tensors in ``obj`` read."""
+    found, stack, seen = {}, [obj], set()
+    while stack:
+        o = stack.pop()
+        if id(o) in seen:
+            continue
+        seen.add(id(o))
+        if isinstance(o, _Tensor) and isinstance(o.storage, _Storage):
+            root = o.storage.view[0] if o.storage.view is not None else o.storage
+            found[id(root)] = root
+        elif isinstance(o, dict):
+            stack.extend(o.values())
+        elif isinstance(o, (list, tuple)):
+            stack.extend(o)
+    return [s for s in found.values() if s.array is not None]
 
 
 def _naturals(values):

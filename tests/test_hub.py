@@ -99,6 +99,23 @@ def test_a_torch_0_4_file_with_gpu_storages_and_storage_views_reads(tmp_path):
         load_torch_file(path)
 
 
+def test_tensors_claiming_far_more_than_the_files_storages_are_refused(tmp_path):
+    torch = pytest.importorskip("torch")
+    root = np.zeros(1000, np.float32)                  # 4 kB of storage, read 2,000 times: 8 MB
+    tensors = {f"module.t{i}": _OldTensor("7", 1000, 0, 1000, 0, (1000,), (1,)) for i in range(2000)}
+    path = tmp_path / "amplified.th"
+    _torch04_file(torch, path, tensors, {"7": root})
+    with pytest.raises(TorchFileError, match="claim more than twice the 4000 bytes"):
+        load_torch_file(path)
+
+
+def test_a_pickle_nested_past_any_checkpoint_is_one_clear_error(tmp_path):
+    path = tmp_path / "deep.th"                        # [[[...]]] 100,000 deep: EMPTY_LIST ..., APPEND ...
+    path.write_bytes(_legacy(b"]" * 100_000 + b"a" * 99_999 + b".") + pickle.dumps([], protocol=2))
+    with pytest.raises(TorchFileError, match="nested too deeply"):
+        load_torch_file(path)
+
+
 class _RunsShell:
     def __init__(self, marker):
         self.marker = marker
