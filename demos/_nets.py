@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from minires import cli, data, hub, models, train
-from minires.checkpoint import load_checkpoint
+from minires.checkpoint import load_checkpoint, restore_model
 from minires.models.cifar import CifarResNet
 
 PLAIN_RECIPE = ("model", "dataset", "epochs", "batch_size", "lr", "schedule", "limit_train", "seed")
@@ -95,7 +95,7 @@ def _from_checkpoint(path, flag, want_plain):
         raise ValueError(f"{flag}: {path} holds a {meta['model_config']['name']}, expected a "
                          f"{'plain' if want_plain else 'residual'} CIFAR net (minires train --model "
                          f"{'plain' if want_plain else 'resnet'}NN)")
-    model.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("model/")})
+    restore_model(path, model, arrays)
     _, mean, std, _, _ = train.DATASETS[meta["config"]["dataset"]]
     kind = "plain" if want_plain else "ResNet"
     return Net(f"{kind}-{model.depth}", model, mean, std,
