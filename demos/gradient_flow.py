@@ -10,17 +10,19 @@ about 5000x over its 27 blocks, the ResNet-56's about 30x.)
 
 This demo takes one batch of real CIFAR-10 images, runs forward and backward
 through a freshly initialised plain net and ResNet of the same depth, records the
-gradient flowing into every block's input with ``Tensor.register_hook``, and
-plots its norm against the block's depth.
+gradient flowing into every block's input with Tensor.register_hook, and
+plots its norm against the block's depth.  The data is found (or downloaded)
+like minires train finds it: --data-dir, else $MINIRES_DATA or ~/.cache/minires.
 
-    python demos/gradient_flow.py --data-dir ../shared/data --depth 56 --out gradient_flow.png
+    python demos/gradient_flow.py --depth 56 --out gradient_flow.png
 """
 import argparse
+import sys
 
 import numpy as np
 
 import minires as mr
-from minires import data
+from minires import cli, data
 from minires.nn import functional as F
 
 
@@ -41,14 +43,27 @@ def block_gradient_norms(model, x, y):
     return [norms[k] for k in range(len(blocks))]
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data-dir")
-    ap.add_argument("--depth", type=int, default=56)
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--out", default="gradient_flow.png")
-    args = ap.parse_args()
-    images = data.CIFAR10(args.data_dir, train=True)
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=cli.HelpFormatter)
+    # --data-dir and --no-download as minires train has them
+    ap.add_argument("--data-dir", help="folder holding CIFAR-10 (default: $MINIRES_DATA or "
+                    "~/.cache/minires)")
+    ap.add_argument("--no-download", dest="download", action="store_false",
+                    help="fail instead of downloading CIFAR-10 when it is not found")
+    ap.add_argument("--depth", type=int, default=56, help="depth of both nets, 6n+2")
+    ap.add_argument("--batch", type=int, default=64, help="CIFAR-10 training images in the batch")
+    ap.add_argument("--out", default="gradient_flow.png", help="where the plot is written")
+    return ap.parse_args(argv)
+
+
+def main(argv=None):
+    """The demo as a command: its exit status, errors as one line like minires train's."""
+    args = parse_args(argv)
+    return cli.run_command("gradient_flow.py", lambda: run(args), cli.error_words(args.download))
+
+
+def run(args):
+    images = data.CIFAR10(args.data_dir, train=True, download=args.download)
     x, y = next(iter(data.DataLoader(images, args.batch, mean=data.CIFAR10_MEAN, std=data.CIFAR10_STD)))
     curves = {}
     for name, build in (("plain", mr.models.plain_cifar), ("ResNet", mr.models.resnet_cifar)):
@@ -75,4 +90,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

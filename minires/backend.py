@@ -17,6 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from .messages import Message
+
 CPU = "cpu"
 CUDA = "cuda"
 
@@ -76,7 +78,7 @@ def normalize_device(device) -> str:
         return CPU
     if name in ("cuda", "gpu", "cuda:0"):
         return CUDA
-    raise ValueError(f"unknown device {device!r}: expected 'cpu' or 'cuda' (alias 'gpu')")
+    raise ValueError(Message("{device_arg}unknown device {device!r}: expected {devices}", device=device))
 
 
 def xp_for_device(device):

@@ -1,12 +1,26 @@
-"""The command line: ``minires train``, ``minires eval CHECKPOINT``, ``minires summary MODEL``.
+"""Train, evaluate and inspect residual networks: minires train, eval CHECKPOINT, summary MODEL.
 
-With no flags, ``minires train`` is He et al. 2015's CIFAR-10 ResNet-20 run
+With no flags, minires train is He et al. 2015's CIFAR-10 ResNet-20 run
 (64k iterations at batch 128), on the GPU when CuPy sees one.
 """
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+from pathlib import Path
+
+from . import __version__, gradcheck_suite
+from .messages import reword
+
+EXAMPLES = """examples:
+  minires train --epochs 1 --limit-train 2000 --limit-test 500   a short run, to try it out
+  minires train --model resnet56 --out runs/r56                  the paper's ResNet-56
+  minires eval runs/r56                                          test accuracy of its checkpoint
+  minires summary resnet110                                      layers, parameters, MACs
+
+Data: CIFAR-10 is looked for in --data-dir (default $MINIRES_DATA or ~/.cache/minires)
+and downloaded there when missing (170 MB), unless --no-download."""
 
 SCHEDULE_HELP = "lr schedule: multistep (÷gamma at --milestones), cosine, constant"
 
@@ -79,59 +93,179 @@ def cmd_train(args):
 
 
 def cmd_eval(args):
-    from .train import evaluate_checkpoint
-    loss, error, meta = evaluate_checkpoint(args.checkpoint, args.data_dir, args.device, args.batch_size)
-    cfg = meta["config"]
-    print(f"{meta['model_config']['name']} on {cfg['dataset']} (epoch {meta['epoch']}, "
-          f"iteration {meta['step']}): test loss {loss:.4f}, accuracy {100 * (1 - error):.2f}%, "
-          f"error {100 * error:.2f}%")
+    from .train import evaluate_checkpoint, resolve_device
+    path = Path(args.checkpoint)
+    if path.is_dir():
+        path = path / "checkpoint.npz"
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}: give the run folder (the --out of "
+                                "minires train) or the checkpoint.npz in it")
+    resolve_device(args.device)                        # a bad --device fails before the data loads
+    try:
+        loss, error, meta = evaluate_checkpoint(path, args.data_dir, args.device, args.batch_size)
+        cfg, name = meta["config"], meta["model_config"]["name"]
+        where = f"epoch {meta['epoch']}, iteration {meta['step']}"
+    except (KeyError, TypeError) as e:                 # a readable .npz that minires train did not write
+        raise ValueError(f"{path} is not a checkpoint minires train wrote (its metadata lacks "
+                         f"or mangles {e}); give the checkpoint.npz of a run folder") from None
+    print(f"{name} on {cfg['dataset']} ({where}): test loss {loss:.4f}, "
+          f"accuracy {100 * (1 - error):.2f}%, error {100 * error:.2f}%")
+
+
+IMAGENET_MODELS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 
 
 def cmd_summary(args):
     from . import models
     from .model_summary import summary
     if args.list or not args.model:
-        print("\n".join(models.available()))
+        print("\n".join(models.available(ready_made=True)))
         return
-    model = models.get_model(args.model, **({"num_classes": args.num_classes} if args.num_classes else {}),
-                             **({"in_channels": args.input_shape[0]} if args.input_shape else {}))
-    shape = tuple(args.input_shape) if args.input_shape else _default_shape(args.model)
+    kwargs = {"num_classes": args.num_classes} if args.num_classes else {}
+    if args.input_shape:
+        kwargs["in_channels"] = args.input_shape[0]
+    model = models.get_model(args.model, **kwargs)
+    shape = args.input_shape or ((3, 224, 224) if args.model in IMAGENET_MODELS else (3, 32, 32))
     print(summary(model, shape))
 
 
-def _default_shape(name):
-    from . import models
-    return (3, 224, 224) if name in ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152") \
-        and name in models.available() else (3, 32, 32)
+# ------------------------------------------------------------------ parsers, errors, main
+class HelpFormatter(argparse.HelpFormatter):
+    """Appends "(default: X)" to an option's help, unless its help already names its
+    default or there is none to name (None, on/off switches)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if (not action.option_strings or action.default in (None, argparse.SUPPRESS)
+                or isinstance(action.default, bool) or "default" in text):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+class _MainHelpFormatter(argparse.RawDescriptionHelpFormatter, HelpFormatter):
+    """The top-level help keeps the line breaks of its description and examples."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """Every minires parser, sub-commands included, formats its help with HelpFormatter."""
+
+    def __init__(self, *args, formatter_class=HelpFormatter, **kwargs):
+        super().__init__(*args, formatter_class=formatter_class, **kwargs)
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+DEVICE_HELP = "cpu, gpu (alias cuda) or auto (gpu when CuPy sees one)"
+
+
+def _eval_parser(sub):
+    p = sub.add_parser("eval", help="test loss and accuracy of a checkpoint",
+                       description="Test loss, accuracy and error of a checkpoint on its data set's "
+                                   "test split (the model and data set come from the checkpoint).")
+    p.add_argument("checkpoint", metavar="CHECKPOINT",
+                   help="a run folder (the --out of minires train) or the checkpoint.npz in it")
+    p.add_argument("--data-dir", help="folder holding the data set (default: the one the run trained "
+                   "on, else $MINIRES_DATA or ~/.cache/minires)")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.add_argument("--batch-size", type=_positive_int, default=500, help="test images per batch")
+    return p
+
+
+def _summary_parser(sub):
+    p = sub.add_parser("summary", help="per-layer shapes, parameters and multiply-adds of a model",
+                       description="Per-layer output shapes, parameters and multiply-adds (MACs) of "
+                                   "a model, from one forward pass of a single image.")
+    p.add_argument("model", nargs="?", metavar="MODEL",
+                   help="a model name (see --list); without one, the names are listed")
+    p.add_argument("--input-shape", type=_positive_int, nargs=3, metavar=("C", "H", "W"),
+                   help="one image's shape (default: 3 224 224 for resnet18..152, else 3 32 32)")
+    p.add_argument("--num-classes", type=_positive_int,
+                   help="outputs of the last layer (default: the model's own, 10 for the CIFAR "
+                        "nets, 1000 for resnet18..152)")
+    p.add_argument("--list", action="store_true", help="list the model names and exit")
+    return p
+
+
+def error_words(download=None, model_arg="--model: "):
+    """How minires's errors name what a command-line user can change (see minires.messages).
+
+    download: the run's --no-download state (False when given), None where there is no such flag.
+    """
+    fetch = {False: ", or remove --no-download to fetch it", True: ", or run again to fetch it"}
+    return {"root": "--data-dir", "or_download": fetch.get(download, ", or let minires train fetch it"),
+            "model_arg": model_arg, "family_fix": "; choose", "device_arg": "--device: ",
+            "devices": "one of cpu, gpu, cuda, auto"}
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that cleanup (finally blocks, temporary files) runs."""
+
+
+def _terminate(signum, frame):
+    raise Terminated
+
+
+def run_command(prog, call, words):
+    """call() and its exit status: 0, or one line "PROG: error: ..." on stderr and 1 for
+    an expected failure (bad input, missing data), 130 for Ctrl-C, 143 for SIGTERM.
+    The demos run through this too, so their errors read like the CLI's."""
+    try:
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:                                 # not the main thread: leave signals alone
+        previous = None
+    try:
+        return call() or 0
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except Terminated:
+        print(f"{prog}: terminated", file=sys.stderr)
+        return 143
+    except (ValueError, RuntimeError, OSError) as e:
+        print(f"{prog}: error: {' '.join(reword(e, words).splitlines())}", file=sys.stderr)
+        return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def build_parser():
+    """The minires parser; each sub-command's parser carries its cmd_ function as ``func``."""
+    parser = _Parser(prog="minires", description=__doc__.strip(), epilog=EXAMPLES,
+                     formatter_class=_MainHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"minires {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                parser_class=_Parser)
+    _train_parser(sub).set_defaults(func=cmd_train)
+    _eval_parser(sub).set_defaults(func=cmd_eval)
+    _summary_parser(sub).set_defaults(func=cmd_summary)
+    gradcheck_suite.add_parser(sub)
+    from .trace import add_parser as add_trace_parser   # (minires.trace is also the function)
+    add_trace_parser(sub)
+    return parser
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="minires", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    _train_parser(sub).set_defaults(func=cmd_train)
-    p = sub.add_parser("eval", help="test loss and accuracy of a checkpoint")
-    p.add_argument("checkpoint")
-    p.add_argument("--data-dir")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--batch-size", type=int, default=500)
-    p.set_defaults(func=cmd_eval)
-    p = sub.add_parser("summary", help="per-layer shapes, parameters and multiply-adds of a model")
-    p.add_argument("model", nargs="?")
-    p.add_argument("--input-shape", type=int, nargs=3, metavar=("C", "H", "W"))
-    p.add_argument("--num-classes", type=int)
-    p.add_argument("--list", action="store_true", help="list the model names")
-    p.set_defaults(func=cmd_summary)
+    """minires's exit status: 0 done, 1 bad input or missing data (one line on stderr),
+    2 a usage error (argparse's, and bare minires, which prints the help), 130 Ctrl-C, 143 SIGTERM."""
+    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv:                    # nothing asked: the help, and a usage error's status for scripts
+        parser.print_help()
+        return 2
     args = parser.parse_args(argv)
-    try:
-        args.func(args)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except (ValueError, RuntimeError, FileExistsError, OSError) as e:
-        # Expected failures (missing data, bad flags, diverged run): one clear line, no traceback.
-        print(f"minires {args.command}: error: {e}", file=sys.stderr)
-        return 1
-    return 0
+    # who named the model: --model, summary's MODEL, or for eval the checkpoint
+    model_arg = {"summary": "", "eval": f"{getattr(args, 'checkpoint', '')}: "}
+    words = error_words(getattr(args, "download", None), model_arg.get(args.command, "--model: "))
+    return run_command(f"minires {args.command}", lambda: args.func(args), words)
 
 
 if __name__ == "__main__":

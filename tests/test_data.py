@@ -134,7 +134,7 @@ def test_cifar_tiny_layouts_and_default_root(tmp_path, monkeypatch):
 
 
 def test_cifar_missing_says_how_to_get_it(tmp_path):
-    with pytest.raises(DatasetNotFoundError, match="download=True.*--data-dir"):
+    with pytest.raises(DatasetNotFoundError, match="download=True"):
         CIFAR10(tmp_path)
 
 
@@ -323,8 +323,8 @@ def test_failed_download_leaves_nothing_and_says_what_to_do(server, tmp_path, ca
         kwargs["url"] = f"{server['url']}/nothing-here.tar.gz"
     with pytest.raises(DownloadError, match=message) as info:
         CIFAR10(cache, download=True, progress=False, **kwargs)
-    assert "Retry" in str(info.value) and "--data-dir" in str(info.value)
-    assert os.listdir(cache) == []
+    assert "Retry" in str(info.value) and "root=" in str(info.value)
+    assert not cache.exists()                      # the folder made for the download goes too
 
 
 def test_downloaded_archive_with_escaping_member_is_rejected_and_removed(server, tmp_path):

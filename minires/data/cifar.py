@@ -16,25 +16,33 @@ any extracted folder, except that the JPEG copy (and the official tarballs) go b
 
 ``root`` may also name one of these archives or folders itself, to pick that copy.
 
-A tarball is extracted into ``root`` once, through a temporary folder that is
-renamed into place only after both splits were read and validated, so a bad
-archive leaves no half cache.  When ``root`` is read-only (a shared data
-folder) the batches are read straight from the archive instead.
+A tarball is read whole and verified first (archive.Tarball: gzip CRC and
+length, tar structure to its end), so a damaged one is refused even without an
+MD5 to compare against.  Its batches are then cached in ``root`` once, through
+a scratch folder that is renamed into place only after both splits were
+validated and written, so a bad archive, a full disk or a kill leaves no half
+cache; a scratch folder or download left by a killed process is removed at the
+next start.  Links inside the archive are followed: the cache holds plain
+files.  When ``root`` is read-only (a shared data folder) the batches are read
+straight from the archive instead, every time.
 """
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
-from .archive import read_members, safe_extract
-from .download import download_url, md5sum
+from ..messages import Message
+from . import scratch
+from .archive import Tarball
+from .download import PART_SUFFIX, download_url, md5sum
 from .errors import DatasetError, DatasetNotFoundError
 from .imagefolder import ImageFolder
-from .paths import default_root
+from .paths import ENV_VAR, default_root, writable_folder
 from .safe_pickle import safe_loads
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
@@ -64,6 +72,7 @@ JPEG_FOLDER, JPEG_TARBALL = "cifar-10-jpeg", "cifar-10-jpeg.tar.gz"
 BATCHES = {True: [f"data_batch_{i}" for i in range(1, 6)], False: ["test_batch"]}
 PIXELS = 3 * 32 * 32
 RECORD = 1 + PIXELS  # binary layout: one label byte, then the 3072 pixel bytes (R, G, B planes)
+EXTRACT_PREFIX = ".minires-extract-"  # scratch folders in root, renamed into the cache when complete
 
 
 class Found(NamedTuple):
@@ -150,8 +159,9 @@ def download_cifar10(root=None, *, layout="python", url=None, md5=None, size=Non
     """Download the official tarball into ``root`` (verified); its path.  Does not extract."""
     src = _source(layout)
     root = Path(root).expanduser() if root is not None else default_root()
-    advice = (f"Retry, or download {src.url} yourself and pass the folder that holds "
-              f"{src.filename} (or the extracted {FOLDERS[layout]}/) as root= / --data-dir.")
+    advice = Message("Retry, or download {url} yourself and pass the folder that holds {name} "
+                     "(or the extracted {folder}/) as {root}.", url=src.url, name=src.filename,
+                     folder=FOLDERS[layout])
     return download_url(url or src.url, root / src.filename, progress=progress, advice=advice,
                         md5=src.md5 if md5 is None else md5, size=src.size if size is None else size)
 
@@ -169,10 +179,12 @@ class CIFAR10:
         _source(layout)
         self.root = Path(root).expanduser() if root is not None else default_root()
         self.train = bool(train)
+        if writable_folder(self.root):
+            remove_orphans(self.root)
         found, downloaded = locate(self.root), False
         if found is None:
             if not download:
-                raise DatasetNotFoundError(_not_found_message(self.root))
+                raise DatasetNotFoundError(_not_found_message(self.root, default=root is None))
             path = download_cifar10(self.root, layout=layout, url=url, md5=md5, size=size, progress=progress)
             found, downloaded = Found("tarball", layout, path), True
         self.source, self.found = found.path, found
@@ -181,7 +193,7 @@ class CIFAR10:
             return
         try:
             self.images, self.labels = _load(found, self.train, found.path.parent, verified=downloaded)
-        except Exception:
+        except DatasetError:
             if downloaded:  # verified bytes but unusable content: leave nothing behind
                 found.path.unlink(missing_ok=True)
             raise
@@ -193,16 +205,27 @@ class CIFAR10:
         return f"CIFAR10({'train' if self.train else 'test'}, {len(self)} images, from {self.source})"
 
 
+def remove_orphans(root) -> list[Path]:
+    """Remove scratch folders and partial downloads in ``root`` that killed processes left."""
+    removed = scratch.remove_orphans(root, EXTRACT_PREFIX)
+    for src in CIFAR10_SOURCES.values():
+        removed += scratch.remove_orphans(root, f".{src.filename}.", PART_SUFFIX)
+    return removed
+
+
 def _source(layout) -> Source:
     if layout not in CIFAR10_SOURCES:
         raise ValueError(f"unknown CIFAR-10 layout {layout!r}: expected one of {sorted(CIFAR10_SOURCES)}")
     return CIFAR10_SOURCES[layout]
 
 
-def _not_found_message(root) -> str:
-    return (f"CIFAR-10 not found in {root}: looked for {', '.join(_copy_names())}. Pass download=True "
-            f"to fetch {CIFAR10_SOURCES['python'].url}, or download it yourself and "
-            "point root= / --data-dir at the folder that holds the tarball or the extracted folder.")
+def _not_found_message(root: Path, default: bool) -> Message:
+    where = f"{root} (the default: ${ENV_VAR} or ~/.cache/minires)" if default else str(root)
+    fact = "{where} does not exist" if not root.exists() else "nothing in {where}: looked for {names}"
+    src = CIFAR10_SOURCES["python"]
+    return Message("CIFAR-10 not found: " + fact + ". Download {url} and pass the folder that holds "
+                   "{name} (or the extracted {folder}/) as {root}{or_download}.", where=where,
+                   names=", ".join(_copy_names()), url=src.url, name=src.filename, folder=FOLDERS["python"])
 
 
 def _load(found: Found, train: bool, root: Path, verified: bool):
@@ -211,45 +234,75 @@ def _load(found: Found, train: bool, root: Path, verified: bool):
     official = {s.filename: s for s in CIFAR10_SOURCES.values()}.get(found.path.name)
     if official is not None and not verified:
         _verify_local(found.path, official)
-    if os.access(root, os.W_OK):
-        return _extract_and_read(found.path, root, train)
-    # A read-only folder (a shared data directory): read the members, every time.
-    folder = FOLDERS[found.layout]
-    names = [f"{folder}/{n}" for n in _file_names(found.layout, train)]
-    blobs = read_members(found.path, names)
-    return _read_split(lambda n: blobs.get(f"{folder}/{n}"), found.layout, train,
-                       label=f"{found.path}:{folder}")
+    tarball = Tarball(found.path)
+    inside = [(layout, f) for layout, f in FOLDERS.items() if tarball.is_folder(f)]
+    if not inside:
+        raise DatasetError(f"{found.path} holds neither {' nor '.join(FOLDERS.values())}/: "
+                           "it is not a CIFAR-10 archive")
+    layout, folder = inside[0]
+    read = _tarball_reader(tarball, folder)
+    if not writable_folder(root):  # a read-only folder (a shared data directory)
+        return _read_split(read, layout, train)
+    # Both splits are validated before anything is cached: a bad archive leaves no half cache.
+    splits = {t: _read_split(read, layout, t) for t in (True, False)}
+    _write_cache(root / folder, {name: read(name) for name in tarball.files_in(folder)})
+    return splits[train]
 
 
 def _verify_local(path: Path, src: Source):
     got = path.stat().st_size
-    fix = f"Delete it and download again (download=True), or fetch {src.url} yourself."
+    fix = " Delete it, then download {url} again yourself{or_download}."
     if got != src.size:
-        raise DatasetError(f"{path} is {got} bytes, expected {src.size} for the official "
-                           f"{src.filename}: it is incomplete or a different file. {fix}")
+        raise DatasetError(Message("{path} is {got} bytes, expected {size} for the official {name}: "
+                                   "it is incomplete or a different file." + fix, path=path, got=got,
+                                   size=src.size, name=src.filename, url=src.url))
     digest = md5sum(path)
     if digest != src.md5:
-        raise DatasetError(f"{path} has MD5 {digest}, expected {src.md5} for the official "
-                           f"{src.filename}: it is corrupt or a different file. {fix}")
+        raise DatasetError(Message("{path} has MD5 {digest}, expected {md5} for the official {name}: "
+                                   "it is corrupt or a different file." + fix, path=path, digest=digest,
+                                   md5=src.md5, name=src.filename, url=src.url))
 
 
-def _extract_and_read(tarball: Path, root: Path, train: bool):
-    with tempfile.TemporaryDirectory(prefix=".minires-extract-", dir=root) as tmp:
-        safe_extract(tarball, tmp)
-        inside = [(layout, f) for layout, f in FOLDERS.items() if (Path(tmp) / f).is_dir()]
-        if not inside:
-            raise DatasetError(f"{tarball} holds neither {' nor '.join(FOLDERS.values())}/: "
-                               "it is not a CIFAR-10 archive")
-        layout, folder = inside[0]
-        # Read both splits before the folder becomes visible: a bad archive leaves no half cache.
-        reader = _folder_reader(Path(tmp) / folder, f"{tarball}:{folder}")
-        splits = {t: _read_split(reader, layout, t) for t in (True, False)}
+def _write_cache(cache: Path, files: dict):
+    """Write ``files`` ({name: bytes}) as the folder ``cache``, whole or not at all.
+
+    They go to a scratch folder beside it (flushed to disk), which is then renamed
+    into place.  On any OSError (disk full, no permission) the scratch folder is
+    removed and the error names the file that could not be written.
+    """
+    target, tmp = cache, None
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=scratch.owner_prefix(EXTRACT_PREFIX), dir=cache.parent))
+        staged = tmp / cache.name
+        staged.mkdir()
+        for name, data in files.items():
+            target = cache / name
+            with open(staged / name, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        target = cache
+        if cache.is_symlink() and not cache.exists():  # a dangling link where the cache goes
+            cache.unlink()
         try:
-            os.replace(Path(tmp) / folder, root / folder)
-        except OSError:  # another process extracted it first: theirs is as good as ours
-            if not (root / folder).is_dir():
+            os.replace(staged, cache)
+        except OSError:  # another process cached it first: theirs is as good as ours
+            if not cache.is_dir():
                 raise
-    return splits[train]
+    except OSError as e:
+        raise OSError(e.errno, f"{target}: writing the CIFAR-10 cache failed ({e.strerror or e}); "
+                      "nothing was kept. Free some space (or make the folder writable, or pass "
+                      "another --data-dir) and run again") from e
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _tarball_reader(tarball: Tarball, folder: str):
+    def read(name):
+        return tarball.read(f"{folder}/{name}")
+    read.label = f"{tarball.path}:{folder}"
+    return read
 
 
 def _folder_reader(folder: Path, label: str):
@@ -264,9 +317,9 @@ def _file_names(layout, train):
     return [n + ".bin" if layout == "binary" else n for n in BATCHES[train]]
 
 
-def _read_split(read, layout, train, label=None):
+def _read_split(read, layout, train):
     """(images, labels) of one split; ``read(name)`` gives a file's bytes or None if absent."""
-    label = label or read.label
+    label = read.label
     parse = _parse_python if layout == "python" else _parse_binary
     images, labels = [], []
     for name in _file_names(layout, train):

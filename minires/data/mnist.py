@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..messages import Message
 from .errors import DatasetError, DatasetNotFoundError
 from .paths import default_dirs
 
@@ -62,7 +63,7 @@ def _candidates(prefix, kind, dims):
 
 class _IDXDataset:
     """One split of an MNIST-style dataset: ``images`` uint8 (N, 1, 28, 28), ``labels`` int64 (N,)."""
-    name = subdir = where_to_get = ""
+    name = subdir = where_to_get = ""   # where_to_get: a Message template ({root})
     classes: tuple = ()
     system_dirs: tuple = ()
 
@@ -93,9 +94,10 @@ class _IDXDataset:
             hit_y = next((d / n for n in labels if (d / n).is_file()), None)
             if hit_x and hit_y:
                 return hit_x, hit_y
-        raise DatasetNotFoundError(
-            f"{self.name} ({prefix} split) not found: looked in {', '.join(map(str, dirs))} for "
-            f"{images[0]} and {labels[0]} (raw or gzipped). {self.where_to_get}")
+        raise DatasetNotFoundError(Message(
+            "{name} ({split} split) not found: looked in {dirs} for {images} and {labels} (raw or "
+            "gzipped). " + self.where_to_get, name=self.name, split=prefix,
+            dirs=", ".join(map(str, dirs)), images=images[0], labels=labels[0]))
 
     def __len__(self):
         return len(self.labels)
@@ -110,7 +112,7 @@ class FashionMNIST(_IDXDataset):
     system_dirs = ("/usr/share/datasets/fashion-mnist",)  # Debian: apt-get install dataset-fashion-mnist
     where_to_get = ("Get the four .gz files from https://github.com/zalandoresearch/fashion-mnist "
                     "(or `apt-get install dataset-fashion-mnist` on Debian/Ubuntu) and put them in "
-                    "$MINIRES_DATA/fashion-mnist, or pass root= / --data-dir.")
+                    "$MINIRES_DATA/fashion-mnist, or pass their folder as {root}.")
 
 
 class MNIST(_IDXDataset):
@@ -118,4 +120,4 @@ class MNIST(_IDXDataset):
     classes = MNIST_CLASSES
     where_to_get = ("Get the four .gz files from https://yann.lecun.com/exdb/mnist/ (mirror: "
                     "https://ossci-datasets.s3.amazonaws.com/mnist/) and put them in "
-                    "$MINIRES_DATA/mnist, or pass root= / --data-dir.")
+                    "$MINIRES_DATA/mnist, or pass their folder as {root}.")

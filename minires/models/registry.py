@@ -5,8 +5,8 @@ Every public constructor is wrapped by ``register``: it lands in the table that
 
     model.config == {"name": "resnet20", "kwargs": {"num_classes": 100}}
 
-(the arguments the caller gave, defaults left out), so ``from_config(model.config)``
-builds the same architecture again.
+(the arguments the caller gave, defaults left out, ``pretrained`` too), so
+``from_config(model.config)`` builds the same architecture again.
 """
 from __future__ import annotations
 
@@ -14,7 +14,10 @@ import difflib
 import functools
 import inspect
 
+from ..messages import Message
+
 _REGISTRY = {}
+_NEEDS = {}   # name -> the arguments its constructor cannot do without (resnet_cifar: depth)
 
 
 def register(name=None):
@@ -24,6 +27,8 @@ def register(name=None):
         if key in _REGISTRY:
             raise ValueError(f"register: a model named {key!r} is already registered")
         signature = inspect.signature(fn)
+        _NEEDS[key] = [p.name for p in signature.parameters.values() if p.default is p.empty
+                       and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
 
         @functools.wraps(fn)
         def build(*args, **kwargs):
@@ -36,6 +41,7 @@ def register(name=None):
             for param, value in bound.arguments.items():   # flatten **kw into plain kwargs
                 kind = signature.parameters[param].kind
                 given.update(value if kind is inspect.Parameter.VAR_KEYWORD else {param: value})
+            given.pop("pretrained", None)       # weights, not architecture: from_config builds it untrained
             # set last: a constructor that calls another registered one is named by the outer
             model.config = {"name": key, "kwargs": given}
             return model
@@ -44,22 +50,27 @@ def register(name=None):
     return decorate
 
 
-def available():
-    """The names ``get_model`` accepts, in registration order."""
-    return list(_REGISTRY)
+def available(ready_made=False):
+    """The names ``get_model`` accepts, in registration order; ``ready_made=True``
+    leaves out the families that need arguments (resnet_cifar needs a depth)."""
+    return [name for name in _REGISTRY if not (ready_made and _NEEDS[name])]
 
 
 def get_model(name, **kwargs):
     """Build the model registered as ``name`` (e.g. 'resnet20', 'plain56',
     'preact_resnet110', 'resnet50'), passing ``kwargs`` to its constructor."""
-    try:
-        build = _REGISTRY[name]
-    except KeyError:
+    ready = ", ".join(available(ready_made=True))
+    if name not in _REGISTRY:
         close = difflib.get_close_matches(str(name), _REGISTRY, n=3)
         hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
-        raise ValueError(f"get_model: unknown model {name!r}{hint}; available: "
-                         f"{', '.join(_REGISTRY)}") from None
-    return build(**kwargs)
+        raise ValueError(Message("{model_arg}unknown model {name!r}{hint}; available: {ready}",
+                                 name=name, hint=hint, ready=ready))
+    missing = [arg for arg in _NEEDS[name] if arg not in kwargs]
+    if missing:
+        raise ValueError(Message("{model_arg}{name!r} is a family of models that needs {missing}"
+                                 "{family_fix} a ready-made one: {ready}",
+                                 name=name, missing=", ".join(missing), ready=ready))
+    return _REGISTRY[name](**kwargs)
 
 
 def from_config(config):

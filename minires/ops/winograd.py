@@ -27,7 +27,7 @@ result's scale; in float32, max |error| / max |float64 result| for the output, d
 and dW measured at most 5.4e-7 for im2col, 8.6e-7 for F(2x2) and 6.6e-6 for F(4x4)
 (the tests hold them to 1e-6, 2e-6 and 2e-5).
 
-"Applies" means a CPU float32/float64 conv2d with a 3x3 kernel, stride 1,
+"Applies" means a CPU conv2d with a 3x3 kernel, stride 1,
 padding 1, dilation 1 and one group; every other layer (and every GPU layer)
 runs im2col whatever the setting.
 """
@@ -79,8 +79,8 @@ def conv_algorithm():
 
 def tile_size(x, weight, stride, padding, dilation, groups):
     """m when conv2d(x, weight, ...) runs as Winograd F(m x m, 3 x 3); None for im2col."""
-    if not (x.xp is np and x.dtype in (np.float32, np.float64) and weight.shape[2:] == (3, 3)
-            and stride == (1, 1) and padding == (1, 1) and dilation == (1, 1) and groups == 1):
+    if not (x.xp is np and weight.shape[2:] == (3, 3) and stride == (1, 1) and padding == (1, 1)
+            and dilation == (1, 1) and groups == 1):               # (conv2d took float32/64 only)
         return None
     name = conv_algorithm()
     if name == "auto":
