@@ -22,74 +22,115 @@ EXAMPLES = """examples:
 Data: CIFAR-10 is looked for in --data-dir (default $MINIRES_DATA or ~/.cache/minires)
 and downloaded there when missing (170 MB), unless --no-download."""
 
-SCHEDULE_HELP = "lr schedule: multistep (÷gamma at --milestones), cosine, constant"
-
 
 def _train_parser(sub):
-    p = sub.add_parser("train", help="train a model (default: ResNet-20 on CIFAR-10, the paper's recipe)",
-                       description="Train a residual network. Defaults: He et al. 2015's CIFAR-10 recipe.")
-    p.add_argument("--model", default="resnet20", help="resnet20/32/44/56/110/1202, plain20..., "
-                   "preact_resnet110, resnet18..152 (see `minires summary --list`)")
-    p.add_argument("--dataset", default="cifar10", choices=["cifar10", "fashion-mnist", "mnist", "imagefolder"],
-                   help="imagefolder: any --data-dir ROOT holding train/<class>/*.jpg and test/<class>/*.jpg")
-    p.add_argument("--data-dir", help="folder holding the data set (default: $MINIRES_DATA or "
-                   "~/.cache/minires; Fashion-MNIST also /usr/share/datasets/fashion-mnist)")
+    from .train import DATASETS, DEVICES, SCHEDULES, TrainConfig
+    d = TrainConfig.__dataclass_fields__
+    default = {name: field.default for name, field in d.items()}
+    # Every default is SUPPRESS, so cmd_train sees exactly the flags that were typed
+    # (--resume must refuse those that would change the saved run); the real defaults
+    # are TrainConfig's, shown in each help text.
+    p = sub.add_parser("train", argument_default=argparse.SUPPRESS,
+                       help="train a model (default: ResNet-20 on CIFAR-10, the paper's recipe)",
+                       description="Train a residual network. Defaults: He et al. 2015's CIFAR-10 "
+                       "recipe (64000 iterations; days on 2 CPU cores, use --epochs or "
+                       "--iterations and --limit-train for a short run).")
+
+    def option(flag, help, **kw):
+        name = flag[2:].replace("-", "_")
+        shown = kw.pop("shown", default.get(name))
+        p.add_argument(flag, help=f"{help} (default: {shown})", **kw)
+
+    option("--model", "resnet20/32/44/56/110/1202, plain20..., preact_resnet110, resnet18..152 "
+           "(all names: minires summary --list)")
+    option("--dataset", "the data set; imagefolder: any --data-dir ROOT holding "
+           "train/<class>/*.jpg and test/<class>/*.jpg", choices=list(DATASETS))
+    option("--data-dir", "folder holding the data set; Fashion-MNIST is also looked for in "
+           "/usr/share/datasets/fashion-mnist", shown="$MINIRES_DATA, else ~/.cache/minires")
     p.add_argument("--no-download", dest="download", action="store_false",
-                   help="fail instead of downloading CIFAR-10 when it is not found")
+                   help="fail instead of downloading CIFAR-10 when it is not found "
+                        "(default: download when missing)")
     length = p.add_mutually_exclusive_group()
-    length.add_argument("--epochs", type=int, help="train for this many epochs")
-    length.add_argument("--iterations", type=int, help="train for this many iterations (default 64000)")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=0.1)
-    p.add_argument("--momentum", type=float, default=0.9)
-    p.add_argument("--weight-decay", type=float, default=1e-4)
-    p.add_argument("--nesterov", action="store_true")
-    p.add_argument("--schedule", default="multistep", choices=["multistep", "cosine", "constant"],
-                   help=SCHEDULE_HELP)
-    p.add_argument("--milestones", type=float, nargs="+",
-                   help="multistep milestones, in epochs with --epochs, else in iterations "
-                        "(default: 50%% and 75%% of the run; the paper's 32k, 48k of 64k)")
-    p.add_argument("--gamma", type=float, default=0.1)
-    p.add_argument("--warmup", type=int, default=0, help="iterations of linear lr warm-up from lr/10 "
-                   "(He et al. warm up ResNet-110 and deeper)")
+    length.add_argument("--epochs", type=int, help="train for this many epochs (default: none, the run is --iterations long)")
+    length.add_argument("--iterations", type=int, help="train for this many iterations "
+                        f"(default: {default['iterations']})")
+    option("--batch-size", "training batch size", type=int)
+    option("--lr", "learning rate", type=float)
+    option("--momentum", "SGD momentum", type=float)
+    option("--weight-decay", "L2 weight decay", type=float)
+    option("--nesterov", "Nesterov momentum", action="store_true", shown="off")
+    option("--schedule", "lr schedule: multistep (times --gamma at each of --milestones), "
+           "cosine or constant", choices=list(SCHEDULES))
+    option("--milestones", "multistep milestones, in epochs with --epochs, else in iterations",
+           type=float, nargs="+", shown="50%% and 75%% of the run; the paper's 32k, 48k of 64k")
+    option("--gamma", "multistep factor at each milestone", type=float)
+    option("--warmup", "iterations of linear lr warm-up from lr/10 (He et al. warm up "
+           "ResNet-110 and deeper)", type=int)
     aug = p.add_mutually_exclusive_group()
-    aug.add_argument("--augment", dest="augment", action="store_true", default=None,
-                     help="4-pixel pad, random crop, flip (default for CIFAR-10)")
-    aug.add_argument("--no-augment", dest="augment", action="store_false")
-    p.add_argument("--resize", type=int, help="resize images to N x N (d2l: 96 for ResNet-18 on Fashion-MNIST)")
-    p.add_argument("--device", default="auto", help="cpu, gpu (alias cuda) or auto (gpu when CuPy sees one)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", help="run folder for checkpoint, metrics and plots (default runs/MODEL-DATASET)")
-    p.add_argument("--resume", nargs="?", const=True, default=False, metavar="CHECKPOINT",
-                   help="continue the run in --out (or from CHECKPOINT)")
-    p.add_argument("--eval-batch-size", type=int, default=500)
-    p.add_argument("--log-every", type=int, default=20, help="GPU: read loss back every N steps")
-    p.add_argument("--limit-train", type=int, help="use only the first N training images")
-    p.add_argument("--limit-test", type=int, help="use only the first N test images")
-    p.add_argument("--no-progress", dest="progress", action="store_false")
-    p.add_argument("--threads", type=int, help="CPU threads for minires's kernels (default: all cores)")
+    aug.add_argument("--augment", dest="augment", action="store_true",
+                     help="4-pixel pad, random crop, flip (default: on for CIFAR-10, off otherwise)")
+    aug.add_argument("--no-augment", dest="augment", action="store_false",
+                     help="no augmentation (the default for Fashion-MNIST and MNIST)")
+    option("--resize", "resize images to N x N (d2l: 96 for ResNet-18 on Fashion-MNIST)", type=int,
+           shown="no resizing")
+    option("--device", f"one of {', '.join(DEVICES)}; auto is the GPU when CuPy sees one")
+    option("--seed", "seed of the weights, the shuffling and the augmentation", type=int)
+    option("--out", "run folder for settings, checkpoint, metrics and plots",
+           shown="runs/MODEL-DATASET")
+    p.add_argument("--resume", nargs="?", const=True, metavar="RUN",
+                   help="continue the run saved in --out (or in the run folder or checkpoint RUN) "
+                        "with its own settings; only --device, --threads, --no-progress and a "
+                        "longer --epochs/--iterations may be given with it (default: start a new run)")
+    option("--eval-batch-size", "batch size of the test pass", type=int)
+    option("--log-every", "GPU: read loss and accuracy back every N steps", type=int)
+    option("--limit-train", "use only the first N training images", type=int, shown="all")
+    option("--limit-test", "use only the first N test images", type=int, shown="all")
+    p.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="no progress bar or progress lines (default: a bar in a terminal, "
+                        "a line every 10%% of an epoch otherwise)")
+    option("--threads", "CPU threads for minires's kernels", type=int, shown="all cores")
     return p
 
 
 def cmd_train(args):
+    import dataclasses
+
     from . import backend
-    from .train import TrainConfig, train
-    if args.threads:
-        backend.set_num_threads(args.threads)
-    iterations = args.iterations if args.epochs is None and args.iterations else (None if args.epochs else 64000)
-    fields = dict(model=args.model, dataset=args.dataset, data_dir=args.data_dir, download=args.download,
-                  epochs=args.epochs, iterations=iterations, batch_size=args.batch_size, lr=args.lr,
-                  momentum=args.momentum, weight_decay=args.weight_decay, nesterov=args.nesterov,
-                  schedule=args.schedule, milestones=args.milestones, gamma=args.gamma,
-                  warmup=args.warmup, augment=args.augment, resize=args.resize, device=args.device,
-                  seed=args.seed, out=args.out, eval_batch_size=args.eval_batch_size,
-                  log_every=args.log_every, limit_train=args.limit_train, limit_test=args.limit_test,
-                  progress=args.progress)
-    history = train(TrainConfig(**fields), resume=args.resume)
+    from .train import RunInterrupted, TrainConfig, resume_run, train
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    given = {k: v for k, v in vars(args).items() if k in fields}
+    threads, resume = getattr(args, "threads", None), getattr(args, "resume", False)
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {threads}")
+        backend.set_num_threads(threads)
+    try:
+        if resume:
+            history = resume_run(_resumed_folder(resume, given), given)
+        else:
+            history = train(TrainConfig(**given))
+    except RunInterrupted as e:
+        # 130 (SIGINT) or 143 (SIGTERM), so `minires train && minires eval` stops too.
+        print(f"minires train: {e}", file=sys.stderr)
+        return e.exit_code
     if history:
         last = history[-1]
         print(f"final test error {100 * last['test_error']:.2f}% "
               f"(accuracy {100 * (1 - last['test_error']):.2f}%) after {last['epoch']} epochs")
+
+
+def _resumed_folder(resume, given):
+    from .train import TrainConfig, run_folder_of
+    if resume is True:
+        if "out" in given:
+            return given["out"]
+        names = {k: given[k] for k in ("model", "dataset") if k in given}
+        return TrainConfig(**names).out              # the default run folder
+    folder = run_folder_of(resume)
+    if "out" in given and Path(given["out"]).resolve() != folder.resolve():
+        raise ValueError(f"--resume {resume} and --out {given['out']} name different run folders; "
+                         f"give one of them")
+    return str(folder)
 
 
 def cmd_eval(args):
