@@ -16,6 +16,13 @@
     cross_entropy_backward(logits, target, lse, g, scale) -> d logits
     sgd_step(params, grads, bufs, lr, momentum, weight_decay, dampening, nesterov, first_step)
 
+CPU only, not in __all__ (conv2d's Winograd path, minires/ops/winograd.py; m = 2 or 4, a = m + 2):
+
+    winograd_tile_grid(h, w, m) -> (TH, TW)
+    winograd_input(x, m, out) -> V (a*a, N*TH*TW, C)       winograd_filter(weight, m) -> U (a*a, C, K)
+    winograd_output(M, m, out) -> y (N, H, W, K)          winograd_filter_grad(dU, m) -> dW (K, C, 3, 3)
+    winograd_output_grad(g, m, out) -> dM (a*a, N*TH*TW, K)
+
 kernel/stride/padding/dilation/out_hw are (h, w) pairs; im2col and col2im take an optional
 ``out=`` array to write into.  CONV_WORKSPACE_BYTES bounds the columns of one chunk of
 images in conv2d (small on the CPU so that they stay in cache).
@@ -45,6 +52,9 @@ from .loss import cross_entropy_backward, cross_entropy_forward
 from .optim import sgd_step
 from .workspace import workspace
 from .pooling import avg_pool2d_backward, avg_pool2d_forward, max_pool2d_backward, max_pool2d_forward
+# CPU only, outside __all__ (the interface kernels/cuda mirrors): conv2d's Winograd path
+from .winograd import (winograd_filter, winograd_filter_grad, winograd_input, winograd_output,
+                       winograd_output_grad, winograd_tile_grid)
 
 __all__ = ["workspace", "matmul", "cross_entropy_forward", "cross_entropy_backward", "sgd_step", "im2col", "col2im", "batch_norm_forward", "batch_norm_backward",
            "batch_norm_update_running", "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward"]

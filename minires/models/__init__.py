@@ -5,6 +5,7 @@
     d2l.py       d2l's ResNet-18 for Fashion-MNIST (its biases, shortcuts and init)
     spec.py      a model and its arguments in one string: "resnet56:shortcut=B"
     registry.py  get_model / available / from_config, and model.config
+    surgery.py   delete or swap blocks of a trained CIFAR net (copies; Veit et al. 2016)
 
     get_model("resnet110")                        # CIFAR, option A
     get_model("resnet56", shortcut="B")           # any resnet_cifar keyword
@@ -14,18 +15,22 @@
     get_model("d2l_resnet18", in_channels=1)      # the d2l book's, for Fashion-MNIST
     get_model("resnet56:shortcut=C")              # arguments inside the name (--model)
     from_config(model.config)                     # the same architecture again
+    resnet56(pretrained=True)                     # published CIFAR-10 weights (minires.hub)
+    delete_blocks(model, ["layer2.3"]); swap_blocks(model, "layer1.1")
 """
-from . import cifar, d2l, imagenet
+from . import cifar, d2l, imagenet, surgery
 from .cifar import (DEPTHS, SHORTCUTS, VARIANTS, CifarResNet, plain_cifar, resnet_cifar)
 from .cifar import __all__ as _cifar_names
 from .d2l import d2l_resnet18
 from .imagenet import ResNet, resnet18, resnet34, resnet50, resnet101, resnet152
 from .registry import available, from_config, get_model, register
+from .surgery import delete_blocks, residual_blocks, swap_blocks
 
 globals().update({name: getattr(cifar, name) for name in _cifar_names
                   if name.startswith(("resnet", "plain", "preact_resnet"))})
 
-__all__ = (["get_model", "available", "from_config", "register", "cifar", "imagenet",
+__all__ = (["get_model", "available", "from_config", "register", "cifar", "imagenet", "surgery",
+            "delete_blocks", "swap_blocks", "residual_blocks",
             "CifarResNet", "ResNet", "resnet_cifar", "plain_cifar", "VARIANTS", "SHORTCUTS",
             "DEPTHS", "d2l_resnet18", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152"]
            + [n for n in _cifar_names if n.startswith(("resnet", "plain", "preact_resnet"))

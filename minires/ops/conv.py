@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from .. import backend
 from ..tensor import Tensor
+from . import winograd
 from ._util import (check_float, check_rank, check_same_device, check_same_dtype, check_tensor, pair,
                     shape_str)
 
@@ -70,6 +71,10 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     if ho < 1 or wo < 1:
         raise ValueError(f"{op}: input {shape_str(x.shape)} is smaller than the (dilated) kernel "
                          f"{kh}x{kw} with padding {padding}: the output would be {ho}x{wo}")
+
+    tile = winograd.tile_size(x, weight, stride, padding, dilation, groups)
+    if tile is not None:                  # 3x3 stride-1 layers, when chosen (ops/winograd.py)
+        return winograd.conv2d(x, weight, bias, tile)
 
     xp, K = x.xp, backend.kernels_for(x.xp)
     geometry = ((kh, kw), stride, padding, dilation, (ho, wo))

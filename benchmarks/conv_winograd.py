@@ -1,0 +1,123 @@
+"""ResNet-20's 3x3 stride-1 convolutions: im2col vs Winograd F(2x2) / F(4x4) vs PyTorch, on the CPU.
+
+    python benchmarks/conv_winograd.py [--batch 128] [--repeats 7]
+
+Per layer shape: the median milliseconds of forward + backward (dx and dW) for each
+minires algorithm (minires.ops.winograd.set_conv_algorithm) and for PyTorch, the
+ratios Winograd / im2col and best minires / PyTorch, then the AUTO_WINOGRAD table
+(minires/ops/winograd.py) these figures suggest: the layers where a Winograd variant
+beat im2col by more than 5%.  Run it on a quiet machine: the choice is only as good
+as the timing.  PyTorch runs in its own subprocess (two thread pools in one process
+slow each other down, see resnet20_step.py).
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+from _timing import machine, median_ms
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+# (name, channels in = out, H = W): ResNet-20's 3x3 stride-1 layer shapes (the stem has C_in = 3)
+LAYERS = [("stem 3->16 32x32", 3, 16, 32), ("stage1 16->16 32x32", 16, 16, 32),
+          ("stage2 32->32 16x16", 32, 32, 16), ("stage3 64->64 8x8", 64, 64, 8)]
+ALGORITHMS = ("im2col", "winograd2", "winograd4")
+
+
+def cpu_description():
+    """The CPU's model name and its SIMD flags (AVX2 / FMA / AVX-512), from /proc/cpuinfo."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            info = dict(line.split(":", 1) for line in f if ":" in line)
+    except OSError:
+        return "CPU model unknown (no /proc/cpuinfo)"
+    info = {k.strip(): v.strip() for k, v in info.items()}
+    simd = sorted(f for f in info.get("flags", "").split() if f in ("avx2", "fma") or f.startswith("avx512"))
+    return f"{info.get('model name', 'unknown CPU')}; flags: {' '.join(simd) or 'no AVX2/AVX-512'}"
+
+
+def layer_data(batch, cin, cout, hw):
+    rng = np.random.default_rng(0)
+    return (rng.standard_normal((batch, cin, hw, hw)).astype(np.float32),
+            (rng.standard_normal((cout, cin, 3, 3)) * 0.1).astype(np.float32),
+            rng.standard_normal((batch, cout, hw, hw)).astype(np.float32))
+
+
+def time_minires(args):
+    """{layer name: {algorithm: ms of forward + backward}}."""
+    import minires as mr
+    from minires.nn import functional as F
+    from minires.ops import winograd
+    times = {}
+    for name, cin, cout, hw in LAYERS:
+        x_np, w_np, g_np = layer_data(args.batch, cin, cout, hw)
+        x = mr.tensor(x_np, requires_grad=cin != 3)          # the stem needs no input gradient
+        w = mr.tensor(w_np, requires_grad=True)
+        times[name] = {}
+        for algorithm in ALGORITHMS:
+            winograd.set_conv_algorithm(algorithm)
+            times[name][algorithm] = median_ms(lambda: F.conv2d(x, w, padding=1).backward(g_np), args.repeats)
+        winograd.set_conv_algorithm(None)
+    return times
+
+
+def time_torch(args):
+    """{layer name: ms of forward + backward} in PyTorch; run in a subprocess of its own."""
+    import torch
+    times = {}
+    for name, cin, cout, hw in LAYERS:
+        x_np, w_np, g_np = layer_data(args.batch, cin, cout, hw)
+        tx = torch.tensor(x_np, requires_grad=cin != 3)
+        tw, tg = torch.tensor(w_np, requires_grad=True), torch.tensor(g_np)
+        times[name] = median_ms(lambda: torch.nn.functional.conv2d(tx, tw, padding=1).backward(tg), args.repeats)
+    return times
+
+
+def torch_times(args):
+    """PyTorch's times from a subprocess, or None when PyTorch is not installed."""
+    cmd = [sys.executable, os.path.join(HERE, "conv_winograd.py"), "--torch-only",
+           "--batch", str(args.batch), "--repeats", str(args.repeats)]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        if "No module named 'torch'" in done.stderr:
+            return None
+        raise RuntimeError(f"conv_winograd.py: the PyTorch subprocess failed:\n{done.stderr}")
+    return json.loads(done.stdout)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--torch-only", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.torch_only:
+        print(json.dumps(time_torch(args)))
+        return
+    print(f"# conv2d 3x3 stride 1 pad 1, forward + backward, batch {args.batch}, float32, "
+          f"median of {args.repeats}; {machine()}")
+    print(f"# {cpu_description()}")
+    ours, theirs = time_minires(args), torch_times(args)
+    print(f"{'layer':<22}" + "".join(f"{a:>11}" for a in ALGORITHMS)
+          + f"{'w2/im2col':>11}{'w4/im2col':>11}{'torch':>9}{'best/torch':>11}")
+    suggested = {}
+    for name, cin, cout, hw in LAYERS:
+        t = ours[name]
+        line = f"{name:<22}" + "".join(f"{t[a]:11.1f}" for a in ALGORITHMS)
+        line += f"{t['winograd2'] / t['im2col']:11.2f}{t['winograd4'] / t['im2col']:11.2f}"
+        if theirs is not None:
+            line += f"{theirs[name]:9.1f}{min(t.values()) / theirs[name]:11.2f}"
+        print(line)
+        best = min(ALGORITHMS, key=t.get)
+        if best != "im2col" and t[best] < 0.95 * t["im2col"]:
+            suggested[(cin, cout, hw, hw)] = best
+    if theirs is None:
+        print("# PyTorch is not installed: no torch column")
+    print(f"# suggested AUTO_WINOGRAD (minires/ops/winograd.py): {suggested}")
+
+
+if __name__ == "__main__":
+    main()

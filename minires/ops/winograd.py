@@ -1,0 +1,161 @@
+"""conv2d by Winograd's minimal filtering, for the 3x3, stride-1, padding-1 layers on the CPU.
+
+The transforms and their formula (Y = A^T [(G g G^T) ⊙ (B^T d B)] A) are in
+kernels/cpu/winograd.py.  Here they are put together per chunk of images, on
+channels-last memory like the im2col path (ops/conv.py), with a = m + 2 and
+P the chunk's tiles:
+
+    forward   V  = B^T x B         (a*a, P, C)
+              M  = V @ U           a*a GEMMs (P, C) @ (C, K)    U = G w G^T  (a*a, C, K)
+              y  = A^T M A         (N, H, W, K), channels-last
+    dx        the same three steps on the upstream gradient g, with the flipped,
+              transposed filter w'[c, k] = w[k, c, ::-1, ::-1]
+    dW        dM = A g A^T         (a*a, P, K)
+              dU = V^T @ dM        a*a GEMMs (C, P) @ (P, K), summed over chunks
+              dW = G^T dU G
+
+Which algorithm runs: ``set_conv_algorithm`` or the MINIRES_CONV_ALGO
+environment variable, one of
+
+    auto       im2col, except for the layer shapes in AUTO_WINOGRAD (default)
+    im2col     always im2col + GEMM
+    winograd2  F(2x2, 3x3) wherever it applies (2.25x fewer multiplies)
+    winograd4  F(4x4, 3x3) wherever it applies (4x fewer multiplies)
+
+Accuracy (tests/test_winograd.py): in float64 both equal im2col to ~1e-15 of the
+result's scale; in float32, max |error| / max |float64 result| for the output, dx
+and dW measured at most 5.4e-7 for im2col, 8.6e-7 for F(2x2) and 6.6e-6 for F(4x4)
+(the tests hold them to 1e-6, 2e-6 and 2e-5).
+
+"Applies" means a CPU conv2d with a 3x3 kernel, stride 1,
+padding 1, dilation 1 and one group; every other layer (and every GPU layer)
+runs im2col whatever the setting.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from .. import backend
+from ..tensor import Tensor
+
+ENV_VAR = "MINIRES_CONV_ALGO"
+TILE_SIZES = {"winograd2": 2, "winograd4": 4}     # algorithm -> output tile m
+ALGORITHMS = ("auto", "im2col", *TILE_SIZES)
+
+# The layers "auto" runs as Winograd: (C_in, C_out, H, W) -> algorithm, from
+# benchmarks/conv_winograd.py (it prints the table to put here): the stage layers of
+# CIFAR ResNets; a first, indicative run on a shared 2-core AVX2 EPYC, batch 128,
+# forward + backward: F(4x4) took 0.51 / 0.62 / 0.67 of im2col's time (F(2x2)
+# 0.75 / 0.73 / 0.79); the stem (C_in = 3) was 1.4x slower and stays on im2col.
+# A whole ResNet-20 training step, same machine and time: 0.73 of im2col's.
+AUTO_WINOGRAD: dict[tuple[int, int, int, int], str] = {
+    (16, 16, 32, 32): "winograd4", (32, 32, 16, 16): "winograd4", (64, 64, 8, 8): "winograd4"}
+
+_chosen = None        # set_conv_algorithm's choice; None: the environment decides
+
+
+def set_conv_algorithm(name):
+    """Choose conv2d's algorithm for the 3x3 stride-1 layers (see the module docstring);
+    None goes back to $MINIRES_CONV_ALGO (default auto)."""
+    global _chosen
+    if name is not None and name not in ALGORITHMS:
+        raise ValueError(f"set_conv_algorithm: unknown algorithm {name!r}; expected one of "
+                         f"{', '.join(ALGORITHMS)} (or None for ${ENV_VAR})")
+    _chosen = name
+
+
+def conv_algorithm():
+    """The algorithm in force: set_conv_algorithm's, else $MINIRES_CONV_ALGO's, else auto."""
+    if _chosen is not None:
+        return _chosen
+    name = os.environ.get(ENV_VAR, "auto")
+    if name not in ALGORITHMS:
+        raise ValueError(f"conv2d: {ENV_VAR}={name!r} is not an algorithm; expected one of "
+                         f"{', '.join(ALGORITHMS)} (or leave it unset for auto)")
+    return name
+
+
+def tile_size(x, weight, stride, padding, dilation, groups):
+    """m when conv2d(x, weight, ...) runs as Winograd F(m x m, 3 x 3); None for im2col."""
+    if not (x.xp is np and weight.shape[2:] == (3, 3) and stride == (1, 1) and padding == (1, 1)
+            and dilation == (1, 1) and groups == 1):               # (conv2d took float32/64 only)
+        return None
+    name = conv_algorithm()
+    if name == "auto":
+        name = AUTO_WINOGRAD.get((x.shape[1], weight.shape[0], *x.shape[2:]), "im2col")
+    return TILE_SIZES.get(name)
+
+
+def conv2d(x, weight, bias, m):
+    """NCHW conv2d with a 3x3 kernel, stride 1 and padding 1, as Winograd F(m x m, 3 x 3).
+    The inputs are checked by ops.conv2d, which calls this when ``tile_size`` says so."""
+    K = backend.kernels_for(np)
+    n, c, h, w = x.shape
+    c_out = weight.shape[0]
+    a2 = (m + 2) ** 2
+    th, tw = K.winograd_tile_grid(h, w, m)
+    tiles = th * tw
+    # chunks of images whose transformed tiles stay in cache between transform and GEMM
+    chunk = max(1, min(n, K.CONV_WORKSPACE_BYTES // (a2 * tiles * max(c, c_out) * x.dtype.itemsize)))
+    chunks = [(n0, min(n, n0 + chunk)) for n0 in range(0, n, chunk)]
+    x_cl = _channels_last(x.data)                               # (N, H, W, C)
+
+    def transformed_input(src_cl, n0, n1):
+        """B^T d B of the chunk's tiles: (a*a, P, channels of src)."""
+        v = K.workspace("winograd.in", (a2, (n1 - n0) * tiles, src_cl.shape[3]), x.dtype)
+        return K.winograd_input(src_cl[n0:n1], m, out=v)
+
+    def convolve(src_cl, u, dst_cl, n0, n1):
+        """dst = the Winograd convolution of src with the transformed filter u, for images n0:n1."""
+        v = transformed_input(src_cl, n0, n1)
+        prod = K.workspace("winograd.prod", (a2, v.shape[1], u.shape[2]), x.dtype)
+        K.matmul(v, u, out=prod)
+        K.winograd_output(prod, m, out=dst_cl[n0:n1])
+
+    u = K.winograd_filter(weight.data, m)                       # (a*a, C, K)
+    out_cl = np.empty((n, h, w, c_out), dtype=x.dtype)
+
+    def forward_share(share):
+        for n0, n1 in share:
+            convolve(x_cl, u, out_cl, n0, n1)
+    backend.parallel_for(np, forward_share, chunks)
+    if bias is not None:
+        out_cl += bias.data
+    out = out_cl.transpose(0, 3, 1, 2)                          # NCHW view
+
+    def backward(g):
+        g_cl = _channels_last(g)
+        gx_cl = np.empty((n, h, w, c), dtype=x.dtype) if x.requires_grad else None
+        u_flipped = (K.winograd_filter(weight.data[:, :, ::-1, ::-1].transpose(1, 0, 2, 3), m)
+                     if gx_cl is not None else None)            # (a*a, K, C)
+
+        def backward_share(share):
+            """dx for the share's images; its partial dU (summed over shares below)."""
+            du = None
+            for n0, n1 in share:
+                if weight.requires_grad:
+                    v = transformed_input(x_cl, n0, n1)
+                    dm = K.workspace("winograd.grad", (a2, v.shape[1], c_out), x.dtype)
+                    K.winograd_output_grad(g_cl[n0:n1], m, out=dm)
+                    vt = v.transpose(0, 2, 1)                   # (a*a, C, P)
+                    if du is None:        # the first chunk writes dU, later ones add to it
+                        du = K.matmul(vt, dm)
+                    else:
+                        du += K.matmul(vt, dm, out=K.workspace("winograd.dU", du.shape, x.dtype))
+                if gx_cl is not None:
+                    convolve(g_cl, u_flipped, gx_cl, n0, n1)
+            return du
+        partial_du = backend.parallel_for(np, backward_share, chunks)
+        gw = K.winograd_filter_grad(sum(partial_du[1:], partial_du[0]), m) if weight.requires_grad else None
+        grads = (None if gx_cl is None else gx_cl.transpose(0, 3, 1, 2), gw)
+        if bias is not None:
+            grads += (g.sum(axis=(0, 2, 3)) if bias.requires_grad else None,)
+        return grads
+    return Tensor.from_op(out, (x, weight) if bias is None else (x, weight, bias), backward, "conv2d")
+
+
+def _channels_last(a):
+    """An NCHW array's data as a C-contiguous (N, H, W, C) array (no copy when already so)."""
+    return backend.contiguous(np, a.transpose(0, 2, 3, 1))

@@ -1,0 +1,223 @@
+"""Winograd conv2d (3x3, stride 1, padding 1, CPU): the transforms against slow references,
+forward / dx / dW against the im2col path (float64 to rounding, float32 within stated
+bounds), gradchecks, and which layers the algorithm setting sends down the Winograd path."""
+import numpy as np
+import pytest
+
+import minires as mr
+from minires.kernels import cpu
+from minires.kernels.cpu.winograd import TRANSFORMS
+from minires.nn import functional as F
+from minires.ops import winograd
+from helpers import assert_close, make
+
+TILES = [2, 4]
+ALGORITHM = {2: "winograd2", 4: "winograd4"}
+# (N, C_in, C_out, H, W): odd sizes (partial tiles), batch 1, one channel, a ResNet-like block
+SHAPES = [(2, 3, 4, 5, 7), (1, 1, 1, 1, 1), (1, 1, 2, 6, 3), (3, 5, 2, 9, 4), (2, 8, 8, 8, 8)]
+# float32 error bounds, max |err| / max |float64 result|, for forward, dx and dW
+# (measured on these shapes and at ResNet-20's channel counts: im2col <= 5.4e-7,
+# F(2x2) <= 8.6e-7, F(4x4) <= 6.6e-6)
+FLOAT32_BOUND = {"im2col": 1e-6, "winograd2": 2e-6, "winograd4": 2e-5}
+
+
+@pytest.fixture(autouse=True)
+def algorithm_from_environment():
+    """Every test starts from, and leaves, the environment's choice."""
+    winograd.set_conv_algorithm(None)
+    yield
+    winograd.set_conv_algorithm(None)
+
+
+# ------------------------------------------------------------------ transforms
+def tiles_of(x, m, offset, window):
+    """The (window x window) tiles of x (N, H, W, C) read by the m-grid, zero-padded:
+    (N*TH*TW, window, window, C)."""
+    n, h, w, c = x.shape
+    th, tw = cpu.winograd_tile_grid(h, w, m)
+    pad = np.zeros((n, th * m + window + 2, tw * m + window + 2, c))
+    pad[:, 2:2 + h, 2:2 + w] = x
+    return np.stack([pad[b, 2 + ti * m + offset:2 + ti * m + offset + window,
+                         2 + tj * m + offset:2 + tj * m + offset + window]
+                     for b in range(n) for ti in range(th) for tj in range(tw)])
+
+
+@pytest.mark.parametrize("m", TILES)
+@pytest.mark.parametrize("shape", [(2, 5, 7, 3), (1, 1, 1, 2), (1, 4, 8, 1)])
+def test_input_transform_is_bt_d_b_per_tile(m, shape):
+    bt = TRANSFORMS[m][0]
+    x = np.random.default_rng(0).standard_normal(shape)
+    d = tiles_of(x, m, -1, m + 2)
+    expected = np.einsum("xi,pijc,yj->xypc", bt, d, bt).reshape((m + 2) ** 2, len(d), shape[3])
+    out = cpu.winograd_input(x, m, np.empty_like(expected))
+    np.testing.assert_allclose(out, expected, rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("m", TILES)
+@pytest.mark.parametrize("shape", [(2, 5, 7, 3), (1, 1, 1, 2), (1, 4, 8, 1)])
+def test_output_transform_is_at_m_a_per_tile_cropped(m, shape):
+    n, h, w, k = shape
+    at = TRANSFORMS[m][2]
+    th, tw = cpu.winograd_tile_grid(h, w, m)
+    mt = np.random.default_rng(1).standard_normal(((m + 2) ** 2, n * th * tw, k))
+    y = np.einsum("rx,xypk,sy->prsk", at, mt.reshape(m + 2, m + 2, -1, k), at)    # (P, m, m, K)
+    grid = y.reshape(n, th, tw, m, m, k).transpose(0, 1, 3, 2, 4, 5).reshape(n, th * m, tw * m, k)
+    out = cpu.winograd_output(mt, m, np.empty(shape))
+    np.testing.assert_allclose(out, grid[:, :h, :w], rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("m", TILES)
+def test_output_grad_transform_is_the_output_transforms_adjoint(m):
+    """<winograd_output(M), g> == <M, winograd_output_grad(g)> for all M, g."""
+    rng = np.random.default_rng(2)
+    shape = (2, 7, 5, 3)
+    th, tw = cpu.winograd_tile_grid(7, 5, m)
+    mt = rng.standard_normal(((m + 2) ** 2, 2 * th * tw, 3))
+    g = rng.standard_normal(shape)
+    lhs = (cpu.winograd_output(mt, m, np.empty(shape)) * g).sum()
+    rhs = (mt * cpu.winograd_output_grad(g, m, np.empty_like(mt))).sum()
+    assert abs(lhs - rhs) <= 1e-12 * abs(lhs)
+
+
+@pytest.mark.parametrize("m", TILES)
+def test_filter_transform_and_its_adjoint(m):
+    rng = np.random.default_rng(3)
+    g_mat = TRANSFORMS[m][1]
+    w = rng.standard_normal((4, 3, 3, 3))
+    u = cpu.winograd_filter(w, m)
+    expected = np.einsum("xi,kcij,yj->xyck", g_mat, w, g_mat).reshape(-1, 3, 4)
+    np.testing.assert_allclose(u, expected, rtol=1e-13, atol=1e-13)
+    du = rng.standard_normal(u.shape)
+    assert abs((u * du).sum() - (w * cpu.winograd_filter_grad(du, m)).sum()) <= 1e-12 * abs((u * du).sum())
+
+
+# ------------------------------------------------------------------ conv2d against im2col
+def forward_backward(algorithm, x, w, b, g, dtype):
+    """conv2d (3x3, padding 1) with ``algorithm``: output, dx, dW, db as float64 arrays."""
+    winograd.set_conv_algorithm(algorithm)
+    x, w, b = (mr.tensor(a.astype(dtype), requires_grad=True) for a in (x, w, b))
+    y = F.conv2d(x, w, b, padding=1)
+    y.backward(g.astype(dtype))
+    return [a.astype(np.float64) for a in (y.numpy(), x.grad.numpy(), w.grad.numpy(), b.grad.numpy())]
+
+
+def random_layer(shape, seed=0):
+    n, c, k, h, w = shape
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal((n, c, h, w)), rng.standard_normal((k, c, 3, 3)) / (3 * np.sqrt(c)),
+            rng.standard_normal(k), rng.standard_normal((n, k, h, w)))
+
+
+@pytest.mark.parametrize("m", TILES)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_float64_equals_im2col(m, shape):
+    layer = random_layer(shape)
+    expected = forward_backward("im2col", *layer, np.float64)
+    for what, got, ref in zip(("output", "dx", "dW", "db"), forward_backward(ALGORITHM[m], *layer, np.float64),
+                              expected):
+        assert_close(got, ref, 1e-12, f"{ALGORITHM[m]} {shape} {what}")
+
+
+@pytest.mark.parametrize("algorithm", ["im2col", "winograd2", "winograd4"])
+@pytest.mark.parametrize("shape", [(2, 16, 16, 16, 16), (2, 64, 64, 8, 8), (3, 5, 2, 9, 4)])
+def test_float32_error_bound(algorithm, shape):
+    layer = random_layer(shape, seed=1)
+    expected = forward_backward("im2col", *layer, np.float64)
+    for what, got, ref in zip(("output", "dx", "dW"), forward_backward(algorithm, *layer, np.float32), expected):
+        assert_close(got, ref, FLOAT32_BOUND[algorithm], f"{algorithm} float32 {shape} {what}")
+
+
+@pytest.mark.parametrize("m", TILES)
+@pytest.mark.parametrize("bias", [False, True])
+def test_gradcheck(m, bias, rng):
+    winograd.set_conv_algorithm(ALGORITHM[m])
+    x, w = make(rng, 2, 3, 5, 6), make(rng, 4, 3, 3, 3)
+    inputs = (x, w, make(rng, 4)) if bias else (x, w)
+    assert mr.gradcheck(lambda x, w, b=None: F.conv2d(x, w, b, padding=1), inputs)
+
+
+@pytest.mark.parametrize("m", TILES)
+def test_gradient_of_one_input_only(m, rng):
+    """dx without dW (a frozen filter) and dW without dx (the stem's input)."""
+    winograd.set_conv_algorithm(ALGORITHM[m])
+    x, w = make(rng, 2, 3, 5, 6), make(rng, 4, 3, 3, 3, requires_grad=False)
+    assert mr.gradcheck(lambda x: F.conv2d(x, w, padding=1), (x,))
+    x, w = make(rng, 2, 3, 5, 6, requires_grad=False), make(rng, 4, 3, 3, 3)
+    assert mr.gradcheck(lambda w: F.conv2d(x, w, padding=1), (w,))
+
+
+@pytest.mark.parametrize("m", TILES)
+def test_in_several_chunks_matches_one(m, rng, monkeypatch):
+    winograd.set_conv_algorithm(ALGORITHM[m])
+    layer = random_layer((5, 3, 4, 6, 7))
+    whole = forward_backward(ALGORITHM[m], *layer, np.float64)
+    monkeypatch.setattr(cpu, "CONV_WORKSPACE_BYTES", 1)        # one image per chunk
+    for got, ref in zip(forward_backward(ALGORITHM[m], *layer, np.float64), whole):
+        np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12)
+
+
+# ------------------------------------------------------------------ which path runs
+@pytest.fixture
+def winograd_calls(monkeypatch):
+    """The tile sizes conv2d ran the Winograd path with, in order."""
+    calls, real = [], winograd.conv2d
+
+    def spy(x, weight, bias, m):
+        calls.append(m)
+        return real(x, weight, bias, m)
+    monkeypatch.setattr(winograd, "conv2d", spy)
+    return calls
+
+
+def conv(rng, c=3, k=4, hw=6, **cfg):
+    return F.conv2d(make(rng, 2, c, hw, hw), make(rng, k, c // cfg.get("groups", 1), 3, 3), **cfg)
+
+
+def test_setting_and_environment_choose_the_algorithm(rng, monkeypatch, winograd_calls):
+    conv(rng, padding=1)                                        # default: auto, not in its table
+    monkeypatch.setenv(winograd.ENV_VAR, "winograd4")
+    conv(rng, padding=1)
+    winograd.set_conv_algorithm("winograd2")                    # the setting beats the environment
+    conv(rng, padding=1)
+    winograd.set_conv_algorithm("im2col")
+    conv(rng, padding=1)
+    assert winograd_calls == [4, 2]
+
+
+def test_auto_uses_the_per_layer_table(rng, monkeypatch, winograd_calls):
+    monkeypatch.setattr(winograd, "AUTO_WINOGRAD", {(3, 4, 6, 6): "winograd4"})
+    winograd.set_conv_algorithm("auto")
+    conv(rng, padding=1)                                        # in the table
+    conv(rng, hw=7, padding=1)                                  # not in it: im2col
+    assert winograd_calls == [4]
+
+
+def test_auto_table_maps_layer_shapes_to_winograd_algorithms():
+    """(C_in, C_out, H, W) -> winograd2 | winograd4: a typo would silently mean im2col."""
+    for shape, algorithm in winograd.AUTO_WINOGRAD.items():
+        assert len(shape) == 4 and all(isinstance(d, int) and d > 0 for d in shape), shape
+        assert algorithm in winograd.TILE_SIZES, algorithm
+
+
+@pytest.mark.parametrize("cfg", [dict(stride=2, padding=1), dict(padding=0), dict(padding=2, dilation=2),
+                                 dict(c=4, padding=1, groups=2)])
+def test_other_layers_stay_on_im2col(cfg, rng, winograd_calls):
+    winograd.set_conv_algorithm("winograd2")
+    conv(rng, **cfg)
+    F.conv2d(make(rng, 2, 3, 6, 6), make(rng, 4, 3, 1, 1))     # a 1x1 kernel
+    assert winograd_calls == []
+
+
+@pytest.mark.gpu
+def test_gpu_arrays_stay_on_im2col(rng, winograd_calls):
+    winograd.set_conv_algorithm("winograd2")
+    F.conv2d(make(rng, 2, 3, 6, 6, device="cuda"), make(rng, 4, 3, 3, 3, device="cuda"), padding=1)
+    assert winograd_calls == []
+
+
+def test_unknown_algorithm_is_a_clear_error(rng, monkeypatch):
+    with pytest.raises(ValueError, match="set_conv_algorithm: unknown algorithm 'fft'"):
+        winograd.set_conv_algorithm("fft")
+    monkeypatch.setenv(winograd.ENV_VAR, "fft")
+    with pytest.raises(ValueError, match="conv2d: MINIRES_CONV_ALGO='fft' is not an algorithm"):
+        conv(rng, padding=1)
