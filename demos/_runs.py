@@ -3,9 +3,11 @@ reusing runs already made, and the figure style of He et al. 2015, Fig. 6.
 
     PRESETS = {"smoke": {...}, "quick": {...}, "full": {...}}     # TrainConfig fields per size
     args = parse_args(__doc__, PRESETS)          # --smoke/--quick, --data-dir, --out, --run, ...
-    runs = train_all(args, {"plain-20": "plain20", "ResNet-20": "resnet20"})
+    runs = train_all(args, {"plain-20": "plain20", "ResNet-20": "resnet20"}, "degradation")
     runs["plain-20"].history[-1]["train_error"]  # Trainer.history rows, one per epoch
-    fig, axes = figure(1, 2); draw_curves(axes[0], runs); save(fig, args, "degradation", caption(args, runs))
+    fig, axes = figure(1, 2)
+    draw_curves(axes[0], list(runs.values()))    # train dashed, test solid
+    save(fig, args, "degradation", runs)         # --out/degradation.png and .json
 
 Every configuration trains into its own run folder, ``--out/<label>``, exactly as
 ``minires train --out`` would (config.json, checkpoint.npz, metrics.jsonl), so a
@@ -295,14 +297,22 @@ def draw_bars(ax, runs, paper, title):
     ax.grid(alpha=0.3, axis="y")
 
 
-def save(fig, args, demo, caption_line):
-    """Write the figure with its caption line to --out/DEMO.png; returns the path."""
+def save(fig, args, demo, runs, others=None):
+    """Write the figure, with the caption line, to --out/DEMO.png and every run's numbers
+    (final epoch, parameters, where it came from; ``others``: label -> history of runs
+    made outside minires, e.g. PyTorch's) to --out/DEMO.json; returns the PNG's path."""
     path = out_folder(args, demo) / f"{demo}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.text(0.5, 0.01, caption_line, ha="center", va="bottom", fontsize=7, color="0.3")
+    line = caption(args, runs)
+    fig.text(0.5, 0.01, line, ha="center", va="bottom", fontsize=7, color="0.3")
     fig.tight_layout(rect=(0, 0.04, 1, 1))
     fig.savefig(path, dpi=110)
     import matplotlib.pyplot as plt
     plt.close(fig)
-    print(f"wrote {path}")
+    numbers = {"demo": demo, "size": args.size, "caption": line,
+               "runs": {r.label: {"model": r.model, "parameters": r.parameters, "source": r.source,
+                                  "epochs": len(r.history), "final": r.last} for r in runs.values()},
+               "others": {label: {"epochs": len(h), "final": h[-1]} for label, h in (others or {}).items()}}
+    path.with_suffix(".json").write_text(json.dumps(numbers, indent=2, sort_keys=True) + "\n")
+    print(f"wrote {path} and {path.with_suffix('.json').name}")
     return path

@@ -111,7 +111,7 @@ def run(args):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.suptitle("d2l's ResNet-18 on Fashion-MNIST: minires and PyTorch, same recipe, same batches")
-    _runs.save(fig, args, "d2l_resnet18", _runs.caption(args, runs))
+    _runs.save(fig, args, "d2l_resnet18", runs, {"PyTorch": theirs} if theirs else None)
 
 
 if __name__ == "__main__":

@@ -58,7 +58,7 @@ def run(args):
     for ax in (ax_plain, ax_res):
         ax.set_ylim(0, top)
     fig.suptitle("Degradation (He et al. 2015, Fig. 6): dashed training error, solid test error")
-    _runs.save(fig, args, "degradation", _runs.caption(args, runs))
+    _runs.save(fig, args, "degradation", runs)
 
 
 if __name__ == "__main__":

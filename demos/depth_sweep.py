@@ -74,7 +74,7 @@ def run(args):
     ax_depth.legend(fontsize=7)
     _runs.draw_curves(ax_curves, list(runs.values()), title="error per epoch")
     fig.suptitle("ResNets of growing depth, option-A shortcuts (He et al. 2015, Table 6)")
-    _runs.save(fig, args, "depth_sweep", _runs.caption(args, runs))
+    _runs.save(fig, args, "depth_sweep", runs)
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ def run(args):
     _runs.draw_bars(ax_bars, list(runs.values()), PAPER,
                     title="final test error (paper: ImageNet ResNet-34 top-1)")
     fig.suptitle("Shortcut options A / B / C (He et al. 2015, Table 3)")
-    _runs.save(fig, args, "shortcuts", _runs.caption(args, runs))
+    _runs.save(fig, args, "shortcuts", runs)
 
 
 if __name__ == "__main__":

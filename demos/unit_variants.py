@@ -59,7 +59,7 @@ def run(args):
     _runs.draw_bars(ax_bars, list(runs.values()), paper,
                     title="final test error (paper: ResNet-110, 64k iterations)")
     fig.suptitle("Residual unit variants (He et al. 2016, Fig. 4, Table 2)")
-    _runs.save(fig, args, "unit_variants", _runs.caption(args, runs))
+    _runs.save(fig, args, "unit_variants", runs)
 
 
 if __name__ == "__main__":

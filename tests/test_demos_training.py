@@ -78,6 +78,8 @@ def test_degradation_smoke_and_a_second_run_reads_the_first_back(degradation_run
     assert params["plain-8"] == params["ResNet-8"] and params["plain-14"] == params["ResNet-14"]
     assert {r[-1] for r in rows} == {"trained"}
     assert_png(degradation_runs / "degradation.png")
+    numbers = json.loads((degradation_runs / "degradation.json").read_text())
+    assert [f"{100 * numbers['runs'][r[0]]['final']['test_error']:.2f}" for r in rows] == [r[3] for r in rows]
     assert "the paper's higher" in out and "the paper's lower" in out
 
     status, again, err = run_demo("degradation", capsys, "--out", degradation_runs)
