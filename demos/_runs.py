@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
 
-from minires import cli, models
+from minires import cli, data, models
 from minires.run_folder import CONFIG, METRICS, RUN_FILES, SAFE_TO_CHANGE, flag
 from minires.train import TrainConfig, resolve_device, train
 
@@ -250,8 +250,23 @@ def caption(args, runs):
         images += f" at {first['resize']}x{first['resize']}"
     device = resolve_device(args.device)
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d")
-    return (f"{args.size} preset: {first['dataset']}, {images}, {length}, batch {first['batch_size']}, "
+    return (f"{args.size} preset: {data_name(first)}, {images}, {length}, batch {first['batch_size']}, "
             f"lr {first['lr']:g} ({first['schedule']}), seed {first['seed']}; {device}, {stamp}")
+
+
+def data_name(settings):
+    """Which data a run read, for the caption: which copy of CIFAR-10 (its pixels differ)."""
+    if settings["dataset"] != "cifar10":
+        return {"fashion-mnist": "Fashion-MNIST", "mnist": "MNIST"}.get(settings["dataset"], settings["dataset"])
+    try:
+        found = data.cifar.locate(settings.get("data_dir") or data.default_root())
+    except (OSError, ValueError):
+        found = None
+    if found is None:
+        return "CIFAR-10"
+    if found.layout == "jpeg":
+        return "CIFAR-10 (JPEG copy)"
+    return "CIFAR-10 subset (official pixels)" if found.subset else "CIFAR-10 (official pixels)"
 
 
 def figure(rows, cols, width=5.5, height=4.0):
