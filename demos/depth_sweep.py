@@ -36,7 +36,7 @@ PRESETS = {
 
 def extra(ap):
     ap.add_argument("--depths", type=int, nargs="+", help="the depths to train, 6n+2 "
-                    "(default: the preset's; 1202 takes ~60x ResNet-20's time per epoch)")
+                    "(default: the preset's; 1202 takes ~65x ResNet-20's time per epoch)")
 
 
 def run(args):
