@@ -19,6 +19,7 @@ so one long run can serve several demos.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import re
 from dataclasses import asdict, dataclass, fields
@@ -26,10 +27,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from minires import cli, data, models
-from minires.run_folder import CONFIG, METRICS, RUN_FILES, SAFE_TO_CHANGE, flag
+from minires.run_folder import CONFIG, METRICS, RUN_FILES, SAFE_TO_CHANGE, RunFolder, flag
 from minires.train import TrainConfig, resolve_device, train
 
-SIZES = ("smoke", "quick", "full")
 # the settings that make two runs' numbers comparable (a --run with others is flagged)
 RECIPE = ("dataset", "epochs", "iterations", "batch_size", "lr", "momentum", "weight_decay",
           "schedule", "milestones", "warmup", "augment", "resize", "limit_train", "limit_test")
@@ -51,7 +51,8 @@ class Run:
 
     @property
     def parameters(self):
-        return parameter_count(self.model, self.settings)
+        one_channel = self.settings.get("dataset") in ("fashion-mnist", "mnist")
+        return parameter_count(self.model, in_channels=1 if one_channel else 3)
 
 
 def cifar_model(kind, depth, **kwargs):
@@ -63,10 +64,9 @@ def cifar_model(kind, depth, **kwargs):
     return base + (":" + ",".join(f"{k}={v}" for k, v in arguments.items()) if arguments else "")
 
 
-def parameter_count(model, settings=None):
-    """Trainable parameters of ``model`` (a name or "name:key=value" spec) on 3-channel CIFAR-10
-    (or on the run's data: one channel for Fashion-MNIST)."""
-    in_channels = 1 if (settings or {}).get("dataset") in ("fashion-mnist", "mnist") else 3
+@functools.lru_cache(maxsize=None)          # ResNet-1202 takes seconds to build
+def parameter_count(model, in_channels=3):
+    """Trainable parameters of ``model`` (a name or "name:key=value" spec), 10 classes."""
     net = models.get_model(model, num_classes=10, in_channels=in_channels)
     return int(sum(p.size for p in net.parameters()))
 
@@ -93,8 +93,9 @@ def parse_args(doc, presets, argv=None, extra=None):
                     "plot (default: runs/demos/DEMO-SIZE)")
     ap.add_argument("--run", action="append", default=[], metavar="LABEL=FOLDER",
                     help="use the run folder FOLDER (written by minires train) for the configuration "
-                         "LABEL instead of training it; may be repeated (default: train each one "
-                         "into --out, or read it back from there)")
+                         "LABEL (as the demo prints it, or its folder's name: ResNet-56 or resnet-56) "
+                         "instead of training it; may be repeated (default: train each one into "
+                         "--out, or read it back from there)")
     ap.add_argument("--epochs", type=int, help="train this many epochs instead of the preset's "
                     "(a multistep schedule divides the lr by 10 at 50%% and 75%% of them, as the "
                     "paper does at 32k and 48k of 64k iterations)")
@@ -154,10 +155,12 @@ def train_all(args, configurations, demo, overrides=None):
 
 
 def _parse_run_option(item, configurations):
+    """(label, folder) of one --run LABEL=FOLDER; LABEL may also be its run folder's name."""
     label, equals, folder = item.partition("=")
+    label = {slug(known): known for known in configurations}.get(label, label)
     if not equals or label not in configurations:
         raise ValueError(f"--run {item}: expected LABEL=FOLDER with LABEL one of "
-                         f"{', '.join(configurations)}")
+                         f"{', '.join(configurations)} (or {', '.join(map(slug, configurations))})")
     return label, Path(folder)
 
 
@@ -205,7 +208,7 @@ def _train_or_reuse(label, cfg):
     folder = Path(cfg.out)
     if not any((folder / name).exists() for name in RUN_FILES):
         return Run(label, cfg.model, asdict(cfg), train(cfg), "trained")
-    saved = json.loads((folder / CONFIG).read_text()) if (folder / CONFIG).is_file() else {}
+    saved = RunFolder(folder).read_settings() or {}     # config.json, else the checkpoint's copy
     wanted = asdict(cfg)
     differ = [k for k in wanted if k not in SAFE_TO_CHANGE and k != "out" and saved.get(k) != wanted[k]]
     if differ:

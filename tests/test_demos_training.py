@@ -1,6 +1,7 @@
 """The training demos (degradation, depth_sweep, shortcuts, unit_variants, d2l_resnet18) at --smoke:
 their numbers finite and shaped right, their PNG written, and one cheap real property each;
 the run reuse they share (demos/_runs.py): a finished run is read back, --run takes another's."""
+import dataclasses
 import importlib.util
 import json
 import math
@@ -111,7 +112,7 @@ def test_without_its_data_a_demo_says_so_in_one_line(tmp_path, capsys):
 # ------------------------------------------------------------------ depth_sweep.py and --run
 def test_depth_sweep_smoke_with_one_run_taken_from_another_demo(degradation_runs, tmp_path, capsys):
     given = degradation_runs / "resnet-8"                          # written by minires's trainer
-    status, out, err = run_demo("depth_sweep", capsys, "--out", tmp_path, "--run", f"ResNet-8={given}")
+    status, out, err = run_demo("depth_sweep", capsys, "--out", tmp_path, "--run", f"resnet-8={given}")
     assert status == 0, err
     rows = table(out, "net")
     assert [r[0] for r in rows] == ["ResNet-8", "ResNet-14"]
@@ -137,17 +138,26 @@ def test_run_of_another_model_is_refused_in_one_line(degradation_runs, tmp_path,
 
 def test_run_needs_a_known_label_and_a_run_folder(tmp_path, capsys):
     status, _, err = run_demo("depth_sweep", capsys, "--out", tmp_path, "--run", "ResNet-9=x")
-    assert status == 1 and "LABEL one of ResNet-8, ResNet-14" in err
+    assert status == 1 and "LABEL one of ResNet-8, ResNet-14 (or resnet-8, resnet-14)" in err
     status, _, err = run_demo("depth_sweep", capsys, "--out", tmp_path, "--run", f"ResNet-8={tmp_path}")
     assert status == 1 and "no config.json and metrics.jsonl there" in err
 
 
 # ------------------------------------------------------------------ shortcuts.py, unit_variants.py
 def test_shortcuts_smoke_projections_cost_parameters(tmp_path, capsys):
+    # a run folder with its settings but no checkpoint yet (cut off before its first epoch):
+    # the demo continues that run instead of refusing the folder or starting another
+    demo = load("shortcuts")
+    args = demo._runs.parse_args(demo.__doc__, demo.PRESETS, ["--smoke", "--data-dir", str(SHARED_DATA),
+                                                              "--no-download", "--out", str(tmp_path)])
+    cut = demo._runs.config_for(args, "resnet_cifar:depth=8,shortcut=A", "shortcuts", "A: zero-pad")
+    Path(cut.out).mkdir(parents=True)
+    (Path(cut.out) / "config.json").write_text(json.dumps(dataclasses.asdict(cut)))
     status, out, err = run_demo("shortcuts", capsys, "--out", tmp_path)
     assert status == 0, err
     rows = table(out, "shortcut")
     assert [r[0][0] for r in rows] == ["A", "B", "C"]
+    assert [r[-1] for r in rows] == ["resumed", "trained", "trained"]
     percent_cells(rows, 2, 3)
     a, b, c = (int(r[1].replace(",", "")) for r in rows)
     assert a < b < c                        # B projects twice (where the shape changes), C everywhere
