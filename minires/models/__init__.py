@@ -3,6 +3,9 @@
     cifar.py     6n+2 CIFAR ResNets (options A/B/C), plain nets, He 2016 unit variants
     imagenet.py  ResNet-18/34/50/101/152 (torchvision's layout and names)
     registry.py  get_model / available / from_config, and model.config
+    scaled.py    shortcuts scaled by λ, h(x) = λx (He 2016, Table 1)
+    ode.py       EulerNet: z + Δt·F(z) stacks, weight-tied or not (E 2017)
+    growing.py   a deeper CIFAR net from a trained shallower one, new branches zeroed
 
     get_model("resnet110")                        # CIFAR, option A
     get_model("resnet56", shortcut="B")           # any resnet_cifar keyword
@@ -16,12 +19,18 @@ from .cifar import (DEPTHS, SHORTCUTS, VARIANTS, CifarResNet, plain_cifar, resne
 from .cifar import __all__ as _cifar_names
 from .imagenet import ResNet, resnet18, resnet34, resnet50, resnet101, resnet152
 from .registry import available, from_config, get_model, register
+from . import growing, ode, scaled                    # the demos' models
+from .growing import grow, zero_residual_branch
+from .ode import EulerNet, VectorField
+from .scaled import ScaledShortcut, scale_shortcuts, scaled_resnet_cifar
 
 globals().update({name: getattr(cifar, name) for name in _cifar_names
                   if name.startswith(("resnet", "plain", "preact_resnet"))})
 
 __all__ = (["get_model", "available", "from_config", "register", "cifar", "imagenet",
             "CifarResNet", "ResNet", "resnet_cifar", "plain_cifar", "VARIANTS", "SHORTCUTS",
-            "DEPTHS", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152"]
+            "DEPTHS", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
+            "growing", "ode", "scaled", "grow", "zero_residual_branch", "EulerNet", "VectorField",
+            "ScaledShortcut", "scale_shortcuts", "scaled_resnet_cifar"]
            + [n for n in _cifar_names if n.startswith(("resnet", "plain", "preact_resnet"))
               and n not in ("resnet_cifar", "plain_cifar")])
