@@ -1,6 +1,7 @@
 """The demos' measuring code on tiny nets, and the demos as commands (their data, their errors)."""
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,8 @@ DEMOS = Path(__file__).resolve().parents[1] / "demos"
 
 
 def load(name):
+    if str(DEMOS) not in sys.path:                     # the demos import their _common helpers
+        sys.path.insert(0, str(DEMOS))
     spec = importlib.util.spec_from_file_location(name, DEMOS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -42,10 +45,14 @@ def test_gradient_flow_measures_every_block_input():
 
 
 # ------------------------------------------------------------------ the demo as a command
-def run_demo(*args, cwd):
+def run_script(name, *args, cwd):
     env = {**os.environ, "PYTHONPATH": str(DEMOS.parent)}
-    return subprocess.run([sys.executable, str(DEMOS / "gradient_flow.py"), *map(str, args)],
+    return subprocess.run([sys.executable, str(DEMOS / f"{name}.py"), *map(str, args)],
                           capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+
+
+def run_demo(*args, cwd):
+    return run_script("gradient_flow", *args, cwd=cwd)
 
 
 def test_gradient_flow_without_its_data_is_one_line_like_the_cli(tmp_path):
@@ -58,11 +65,76 @@ def test_gradient_flow_without_its_data_is_one_line_like_the_cli(tmp_path):
     assert not (tmp_path / "missing").exists()
 
 
-@pytest.mark.skipif(not (SHARED_DATA / "cifar-10-subset-python.tar.gz").is_file(),
-                    reason=f"CIFAR-10 subset not found in {SHARED_DATA}")
-def test_gradient_flow_runs_on_the_shared_data(tmp_path):
-    done = run_demo("--data-dir", SHARED_DATA, "--depth", 8, "--batch", 4, "--out", tmp_path / "g.png",
-                    cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
-    assert "plain-8: gradient norm" in done.stdout and "ResNet-8: gradient norm" in done.stdout
-    assert (tmp_path / "g.png").stat().st_size > 0
+SUBSET = SHARED_DATA / "cifar-10-subset-python.tar.gz"
+needs_subset = pytest.mark.skipif(not SUBSET.is_file(), reason=f"CIFAR-10 subset not found in {SHARED_DATA}")
+
+
+def numbers(line):
+    """The numbers in a printed line, in order (nan and inf included)."""
+    return [float(t) for t in re.findall(r"-?(?:\d+\.?\d*(?:e[+-]?\d+)?|nan|inf)", line)]
+
+
+def smoke(name, tmp_path, capsys, *extra):
+    """Run the demo's --smoke preset in this process; its printed lines."""
+    out = tmp_path / f"{name}.png"
+    assert load(name).main(["--smoke", *extra, "--out", str(out)]) == 0
+    assert out.stat().st_size > 0
+    return capsys.readouterr().out.splitlines()
+
+
+@needs_subset
+def test_gradient_flow_smoke(tmp_path, capsys):
+    lines = smoke("gradient_flow", tmp_path, capsys, "--data-dir", str(SUBSET))
+    rows = [line for line in lines if "gradient at block 1 / at block 3" in line]
+    assert [r.split()[0] for r in rows] == ["plain-8", "ResNet-8,", "ResNet-8,", "ResNet-8,"]
+    for row in rows:
+        ratios = numbers(row.split("at init")[1])
+        assert len(ratios) >= 2 and all(np.isfinite(ratios[:2])) and ratios[0] > 0, row
+
+
+def test_gradient_flow_a_doubled_shortcut_explodes_the_gradient_reaching_the_input(rng):
+    # h(x) = 2x: the shortcut path carries 2^(L-l) to block l; at init it dominates the branches
+    demo = load("gradient_flow")
+    x = rng.standard_normal((8, 3, 8, 8)).astype(np.float32)
+    y = np.arange(8) % 10
+    ratios = []
+    for lam in (1.0, 2.0):
+        mr.manual_seed(0)
+        norms = demo.block_gradient_norms(mr.models.scaled_resnet_cifar(14, scale=lam),
+                                          mr.tensor(x, requires_grad=True), y)
+        ratios.append(norms[0] / norms[-1])
+    assert ratios[1] > 4 * ratios[0], ratios
+
+
+def test_ode_view_smoke_converges_at_first_order(tmp_path, capsys):
+    lines = smoke("ode_view", tmp_path, capsys)
+    table = lines[lines.index(next(l for l in lines if l.lstrip().startswith("blocks L"))) + 1:][:3]
+    rows = [numbers(line.replace("%", "")) for line in table]
+    assert [int(r[0]) for r in rows] == [2, 4, 8] and all(np.isfinite(v) for r in rows for v in r)
+    assert 1.5 < rows[-1][-1] < 2.5, table                 # halving Δt halves the distance to the flow
+    stability = [numbers(l.split(":", 1)[1]) for l in lines if l.lstrip().startswith("Δt")]
+    assert len(stability) == 5 and all(len(r) == 4 for r in stability)
+    assert all(abs(v - 1) < 0.05 for v in stability[0])     # Δt = 0.01: nothing grows
+    assert stability[-1][0] > stability[0][0]
+
+
+@needs_subset
+def test_identity_smoke_a_grown_resnet_keeps_its_function(tmp_path, capsys):
+    lines = smoke("identity", tmp_path, capsys, "--data-dir", str(SUBSET))
+    fits = [l for l in lines if l.startswith("fit y = x")]
+    assert len(fits) == 2 and all(np.isfinite(numbers(l.split(":", 1)[1])).all() for l in fits)
+    grown = {l.split()[0]: l for l in lines if "max |logit difference|" in l}
+    assert set(grown) == {"ResNet-8", "plain-8"}
+    assert numbers(grown["ResNet-8"].split("images")[1])[0] == 0        # exactly the same logits
+    assert numbers(grown["plain-8"].split("images")[1])[0] > 1e-2
+    errors = {k: numbers(l.split("test error")[1])[:3] for k, l in grown.items()}
+    assert errors["ResNet-8"][0] == errors["ResNet-8"][1]             # shallow == grown
+    assert all(0 <= e <= 100 for e in errors["plain-8"])
+
+
+def test_demos_share_the_size_flags(capsys):
+    for name in ("gradient_flow", "ode_view", "identity"):
+        with pytest.raises(SystemExit):
+            load(name).parse_args(["--smoke", "--quick"])
+        assert "not allowed with argument" in capsys.readouterr().err
+        assert load(name).parse_args([]).size == "full"
