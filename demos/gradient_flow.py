@@ -23,6 +23,7 @@ measured the same way.  Presets (blocks = 3n for depth 6n+2):
 """
 import math
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -88,6 +89,7 @@ def main(argv=None):
 def run(args):
     p = _common.preset(PRESETS, args)
     device = _common.device(args)
+    published = load_published(args.pretrained, p.depth, device) if args.pretrained else None
     train, _ = _common.cifar(args)
     norm = dict(mean=data.CIFAR10_MEAN, std=data.CIFAR10_STD, device=device)
     x, y = next(iter(data.DataLoader(train, p.batch, **norm)))          # the measuring batch
@@ -107,17 +109,30 @@ def run(args):
               + (f"diverged (loss {losses[-1]})" if diverged else
                  f"{trained[0] / trained[-1]:9.3g}; training loss {losses[0]:.4g} -> "
                  f"{np.mean(losses[-5:]):.4g} (mean of the last 5)"))
-    if args.pretrained:
-        model = getattr(mr.models, f"resnet{p.depth}")().to(device)
-        model.load_state_dict(dict(np.load(args.pretrained)))
+    if published is not None:
         xp_, yp = next(iter(data.DataLoader(train, p.batch, mean=PRETRAINED_MEAN, std=PRETRAINED_STD,
                                             device=device)))
-        model.train()                       # batch statistics, as in the other measurements
-        trained = block_gradient_norms(model, mr.tensor(xp_.data, requires_grad=True), yp)
+        published.train()                   # batch statistics, as in the other measurements
+        trained = block_gradient_norms(published, mr.tensor(xp_.data, requires_grad=True), yp)
         result[f"ResNet-{p.depth}, published weights"] = dict(init=None, trained=trained, losses=None)
         print(f"{'ResNet-%d, published weights' % p.depth:<30} gradient at block 1 / at block "
               f"{len(trained)}: after 200 epochs {trained[0] / trained[-1]:9.3g}")
     plot(result, p, args)
+
+
+def load_published(path, depth, device):
+    """A ResNet-depth holding the npz weights at path (minires state_dict names)."""
+    if not Path(path).is_file():
+        raise ValueError(f"--pretrained {path}: no such file; give an npz of minires state_dict "
+                         f"weights, e.g. ../shared/models/resnet20-12fca82f.npz")
+    model = mr.models.resnet_cifar(depth).to(device)
+    try:
+        model.load_state_dict(dict(np.load(path)))
+    except (KeyError, ValueError):
+        raise ValueError(f"--pretrained {path}: not the weights of a ResNet-{depth} (its keys or "
+                         f"shapes differ); give the file of that depth, or a --depth that matches "
+                         f"the file") from None
+    return model
 
 
 def plot(result, p, args):

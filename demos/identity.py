@@ -1,7 +1,7 @@
 """Nested function classes: a deeper residual net contains the shallower one.
 
-Claim (He et al. 2015, §1 and §3.1; d2l, "Residual Networks", §8.6.1): if extra layers could
-learn the identity, a deeper net would do at least as well as a shallower one; a plain
+Claim (He et al. 2015, §1 and §3.1; d2l, "Residual Networks", "Function Classes"): if extra
+layers could learn the identity, a deeper net would do at least as well as a shallower one; a plain
 stack finds the identity hard to fit, a residual block only has to push F(x) to zero, and
 with F zeroed a deeper ResNet computes exactly what the shallower one did.
 The seeds give no table for this, only the argument (He 2015 §3.1: "if the optimal function
@@ -77,7 +77,11 @@ def main(argv=None):
 
 def run(args):
     p = _common.preset(PRESETS, args)
+    if p.deep < p.shallow:
+        raise ValueError(f"--deep {p.deep} is shallower than --shallow {p.shallow}; give a --deep "
+                         f"of at least {p.shallow}")
     device = _common.device(args)
+    train, test = _common.cifar(args)
 
     # (1) learning y = x
     fits = {}
@@ -90,7 +94,6 @@ def run(args):
               f"{len(losses)} {losses[-1]:.2e}; on new inputs (eval mode) {held_out:.2e}")
 
     # (2) grow a trained shallow net
-    train, test = _common.cifar(args)
     norm = dict(mean=data.CIFAR10_MEAN, std=data.CIFAR10_STD, device=device)
     test_arrays = (test.images[:p.test], test.labels[:p.test])
     test_loader = data.DataLoader(test_arrays, 500, **norm)

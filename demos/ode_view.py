@@ -152,6 +152,9 @@ def plot(paths, distances, dts, curves, y, p, args):
             ax.plot(*paths[L][-1, i], "s", color=color, ms=3.5, mfc="none")
         ax.set(title=f"L = {L} blocks, Δt = T/L = {HORIZON / L:g}", xlabel="z₁", ylabel="z₂")
         ax.grid(alpha=0.3)
+    for ax in axes[:2]:                 # one scale for both, so the two depths compare by eye
+        ax.set(xlim=(min(a.get_xlim()[0] for a in axes[:2]), max(a.get_xlim()[1] for a in axes[:2])),
+               ylim=(min(a.get_ylim()[0] for a in axes[:2]), max(a.get_ylim()[1] for a in axes[:2])))
     axes[0].plot([], [], "o", color="k", ms=2.5, label="z_0 (input)")
     axes[0].plot([], [], "s", color="k", mfc="none", label="z_L (to the head)")
     axes[0].legend(fontsize=7)
@@ -161,6 +164,7 @@ def plot(paths, distances, dts, curves, y, p, args):
     axes[2].loglog(Ls, d[0] * Ls[0] / Ls, "k:", label="∝ 1/L (first order)")
     axes[2].set_xticks(Ls, [str(L) for L in Ls])
     axes[2].minorticks_off()
+    axes[2].set_yticks(d, [f"{v:.3g}" for v in d])
     axes[2].set(title="convergence to the ODE's flow", xlabel="blocks L (Δt = T/L)",
                 ylabel="distance of the end points")
     for i, (name, values) in enumerate(curves.items()):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from shared_data import SHARED_DATA
+from shared_data import SHARED_DATA, SHARED_DATA_ALL
 
 import minires as mr
 
@@ -130,6 +130,19 @@ def test_identity_smoke_a_grown_resnet_keeps_its_function(tmp_path, capsys):
     errors = {k: numbers(l.split("test error")[1])[:3] for k, l in grown.items()}
     assert errors["ResNet-8"][0] == errors["ResNet-8"][1]             # shallow == grown
     assert all(0 <= e <= 100 for e in errors["plain-8"])
+
+
+PUBLISHED_56 = SHARED_DATA_ALL.parent / "models" / "resnet56-4bfd9763.npz"
+
+
+@pytest.mark.skipif(not PUBLISHED_56.is_file(), reason=f"{PUBLISHED_56} not found")
+def test_gradient_flow_refuses_published_weights_of_another_depth_before_any_work(tmp_path, capsys):
+    demo = load("gradient_flow")
+    missing = tmp_path / "data"                       # the weights are checked before the data
+    for weights, says in ((PUBLISHED_56, "not the weights of a ResNet-8"), (tmp_path / "no.npz", "no such file")):
+        assert demo.main(["--smoke", "--data-dir", str(missing), "--pretrained", str(weights)]) == 1
+        err = capsys.readouterr().err.splitlines()
+        assert len(err) == 1 and err[0].startswith("gradient_flow.py: error: --pretrained ") and says in err[0]
 
 
 def test_demos_share_the_size_flags(capsys):
