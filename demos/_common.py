@@ -23,9 +23,11 @@ def parser(doc, uses_cifar=True):
     ap = argparse.ArgumentParser(description=doc.splitlines()[0], formatter_class=cli.HelpFormatter)
     size = ap.add_mutually_exclusive_group()
     size.add_argument("--smoke", dest="size", action="store_const", const="smoke",
-                      help="seconds on tiny data: what the tests run")
+                      help="seconds on tiny data: what the tests run (by default the full GPU "
+                           "preset runs)")
     size.add_argument("--quick", dest="size", action="store_const", const="quick",
-                      help="the CPU preset: minutes on 2 cores (default: the full GPU preset)")
+                      help="the CPU preset: minutes on 2 cores, the effect visible but not the "
+                           "paper's numbers (not the default)")
     ap.set_defaults(size="full")
     ap.add_argument("--device", default="auto", help="cpu, gpu or auto: the GPU when CuPy sees one")
     if uses_cifar:               # --data-dir and --no-download as minires train has them
@@ -63,10 +65,6 @@ def cifar(args):
     test = data.CIFAR10(args.data_dir, train=False, download=False)
     print(data.describe_copy(train.found, len(train), len(test)))
     return train, test
-
-
-def finite(x):
-    return x is not None and math.isfinite(x)
 
 
 def save_plot(fig, path, caption):

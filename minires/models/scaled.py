@@ -6,6 +6,8 @@ With x_{l+1} = λ x_l + F(x_l) the signal from block l reaches block L as
 explodes (λ > 1) geometrically with depth, where λ = 1 carries it unchanged.
 
     scaled_resnet_cifar(110, scale=0.5)     # every shortcut of a ResNet-110 times 0.5
+
+Not in get_model's table: `minires train` has no option for λ.
 """
 from __future__ import annotations
 
@@ -13,7 +15,6 @@ import math
 
 from .. import nn
 from .cifar import CifarResNet
-from .registry import register
 
 
 class ScaledShortcut(nn.Module):
@@ -51,7 +52,6 @@ def scale_shortcuts(model, scale):
     return model
 
 
-@register()
 def scaled_resnet_cifar(depth, scale, shortcut="A", variant="original", num_classes=10,
                         in_channels=3):
     """A CIFAR ResNet of depth 6n+2 with every shortcut h(x) = scale * x (He 2016, Table 1);
