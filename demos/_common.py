@@ -85,6 +85,27 @@ def pyplot():
 
 
 
+def load_trained(path, device):
+    """(model, description) from a checkpoint written by ``minires train`` (a CIFAR ResNet or
+    plain net), on ``device`` -- so one long training run serves several demos."""
+    from minires import models
+    from minires.checkpoint import CheckpointError, load_checkpoint, restore_model
+    arrays, meta = load_checkpoint(path)
+    try:
+        model = models.from_config(meta["model_config"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"--checkpoint {path}: its model cannot be rebuilt ({e})") from None
+    if not isinstance(model, models.CifarResNet):
+        raise CheckpointError(f"--checkpoint {path} holds a {meta['model_config']['name']}; "
+                              f"give one of a CIFAR ResNet or plain net (minires train --model "
+                              f"resnet20, plain20, ...)")
+    restore_model(path, model, arrays)
+    name, config = meta["model_config"]["name"], meta.get("config", {})
+    name = name if name.endswith(str(model.depth)) else f"{name} depth {model.depth}"
+    return model.to(device), (f"{name}, minires train, {meta.get('step', '?')} iterations "
+                              f"on {config.get('dataset', '?')}")
+
+
 def endless(loader):
     """The loader's batches, epoch after epoch."""
     while True:

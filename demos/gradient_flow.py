@@ -12,7 +12,8 @@ For a plain net, ResNets with λ = 0.5, 1, 2 (He 2015's option A), all built fro
 seed, this demo records ||∂E/∂x_l|| at every block input (Tensor.register_hook) on one
 batch of CIFAR-10 training images, at initialisation and again after a short run of SGD
 (He 2015's optimiser, lr 0.1), and plots the norms against depth with the λ^(L-l) lines.
---pretrained adds a fully trained ResNet (the published npz weights, ../shared/models)
+--pretrained adds a fully trained ResNet (the published npz weights, ../shared/models) and
+--checkpoint a net trained by minires train (a plain or residual CIFAR net of any depth),
 measured the same way.  Presets (blocks = 3n for depth 6n+2):
 
     --smoke   depth 8,  measure on 4 images, 2 SGD steps of 8      (seconds)
@@ -78,6 +79,9 @@ def parse_args(argv=None):
     ap.add_argument("--pretrained", metavar="FILE.npz",
                     help="also measure this trained ResNet of --depth (minires state_dict names, "
                          "e.g. ../shared/models/resnet20-12fca82f.npz)")
+    ap.add_argument("--checkpoint", action="append", default=[], metavar="FILE",
+                    help="also measure the net of this minires train checkpoint (repeatable), "
+                         "e.g. runs/plain20-cifar10/checkpoint.npz")
     return ap.parse_args(argv)
 
 
@@ -90,6 +94,7 @@ def run(args):
     p = _common.preset(PRESETS, args)
     device = _common.device(args)
     published = load_published(args.pretrained, p.depth, device) if args.pretrained else None
+    checkpoints = [_common.load_trained(path, device) for path in args.checkpoint]
     train, _ = _common.cifar(args)
     norm = dict(mean=data.CIFAR10_MEAN, std=data.CIFAR10_STD, device=device)
     x, y = next(iter(data.DataLoader(train, p.batch, **norm)))          # the measuring batch
@@ -117,6 +122,12 @@ def run(args):
         result[f"ResNet-{p.depth}, published weights"] = dict(init=None, trained=trained, losses=None)
         print(f"{'ResNet-%d, published weights' % p.depth:<30} gradient at block 1 / at block "
               f"{len(trained)}: after 200 epochs {trained[0] / trained[-1]:9.3g}")
+    for model, described in checkpoints:
+        model.train()
+        trained = block_gradient_norms(model, mr.tensor(x.data, requires_grad=True), y)
+        result[described] = dict(init=None, trained=trained, losses=None)
+        print(f"{described:<30} gradient at block 1 / at block {len(trained)}: "
+              f"{trained[0] / trained[-1]:9.3g}")
     plot(result, p, args)
 
 
@@ -139,9 +150,9 @@ def plot(result, p, args):
     plt = _common.pyplot()
     fig, (ax0, ax1, ax2) = plt.subplots(1, 3, figsize=(14, 4.2))
     blocks = 3 * ((p.depth - 2) // 6)
-    k = np.arange(1, blocks + 1)
     for i, (name, r) in enumerate(result.items()):
         color = f"C{i}"
+        k = np.arange(1, len(r["trained"]) + 1)           # a checkpoint may have another depth
         if r["init"] is not None:
             ax0.semilogy(k, r["init"], "o-", ms=3, color=color, label=name)
             lam = float(name.split("λ = ")[1].split()[0]) if "λ" in name else None
@@ -153,7 +164,7 @@ def plot(result, p, args):
         if r["losses"] is not None:
             ax2.plot(np.arange(1, len(r["losses"]) + 1), r["losses"], "-", color=color, label=name)
     ax0.set(title="at initialisation", xlabel="block l (input side → output side)", ylabel="‖∂E/∂x_l‖")
-    ax1.set(title=f"after {p.steps} SGD steps (diverged nets left out)",
+    ax1.set(title=f"after {p.steps} SGD steps, and trained nets (diverged left out)",
             xlabel="block l (input side → output side)", ylabel="‖∂E/∂x_l‖")
     ax2.set(title="training loss of those steps", xlabel="SGD step", ylabel="cross-entropy (batch)",
             yscale="log")

@@ -11,6 +11,7 @@ import pytest
 from shared_data import SHARED_DATA, SHARED_DATA_ALL
 
 import minires as mr
+from minires.checkpoint import save_checkpoint
 
 DEMOS = Path(__file__).resolve().parents[1] / "demos"
 
@@ -84,12 +85,27 @@ def smoke(name, tmp_path, capsys, *extra):
 
 @needs_subset
 def test_gradient_flow_smoke(tmp_path, capsys):
-    lines = smoke("gradient_flow", tmp_path, capsys, "--data-dir", str(SUBSET))
+    mr.manual_seed(3)
+    trained = mr.models.plain_cifar(14)              # what minires train would have saved
+    save_checkpoint(tmp_path / "ckpt.npz", {f"model/{k}": v for k, v in trained.state_dict().items()},
+                    {"model_config": trained.config, "step": 7, "config": {"dataset": "cifar10"}})
+    lines = smoke("gradient_flow", tmp_path, capsys, "--data-dir", str(SUBSET),
+                  "--checkpoint", str(tmp_path / "ckpt.npz"))
     rows = [line for line in lines if "gradient at block 1 / at block 3" in line]
     assert [r.split()[0] for r in rows] == ["plain-8", "ResNet-8,", "ResNet-8,", "ResNet-8,"]
     for row in rows:
         ratios = numbers(row.split("at init")[1])
         assert len(ratios) >= 2 and all(np.isfinite(ratios[:2])) and ratios[0] > 0, row
+    measured = [line for line in lines if line.startswith("plain_cifar depth 14, minires train, 7 iterations")]
+    assert len(measured) == 1 and "at block 6:" in measured[0], lines   # its own depth, 14
+
+
+def test_gradient_flow_refuses_a_damaged_checkpoint_in_one_line(tmp_path, capsys):
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    assert load("gradient_flow").main(["--smoke", "--checkpoint", str(tmp_path / "bad.npz"),
+                                       "--data-dir", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("gradient_flow.py: error: ") and "bad.npz" in err[0], err
 
 
 def test_gradient_flow_a_doubled_shortcut_explodes_the_gradient_reaching_the_input(rng):
