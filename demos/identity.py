@@ -68,7 +68,26 @@ def parse_args(argv=None):
     ap.add_argument("--steps", type=int, help="SGD steps of the shallow nets")
     ap.add_argument("--grown-steps", type=int, help="SGD steps of the grown nets")
     ap.add_argument("--lr", type=float, default=0.1, help="learning rate of every SGD run")
+    ap.add_argument("--checkpoint", action="append", default=[], metavar="FILE",
+                    help="grow the net of this minires train checkpoint instead of training a "
+                         "shallow one (a ResNet, a plain net, or one of each: repeat the option)")
     return ap.parse_args(argv)
+
+
+def checkpoints(paths, deep, device):
+    """{'ResNet' or 'plain': (model, description)} from minires train checkpoints."""
+    given = {}
+    for path in paths:
+        model, described = _common.load_trained(path, device)
+        kind = "plain" if model.shortcut_option is None else "ResNet"
+        if kind in given:
+            raise ValueError(f"--checkpoint {path}: a second {kind} checkpoint; give at most one "
+                             f"ResNet and one plain net")
+        if model.depth > deep:
+            raise ValueError(f"--checkpoint {path}: its {described.split(',')[0]} is deeper than "
+                             f"--deep {deep}; give a --deep of at least {model.depth}")
+        given[kind] = model, described
+    return given
 
 
 def main(argv=None):
@@ -81,6 +100,7 @@ def run(args):
         raise ValueError(f"--deep {p.deep} is shallower than --shallow {p.shallow}; give a --deep "
                          f"of at least {p.shallow}")
     device = _common.device(args)
+    given = checkpoints(args.checkpoint, p.deep, device)
     train, test = _common.cifar(args)
 
     # (1) learning y = x
@@ -100,9 +120,14 @@ def run(args):
     grown = {}
     for kind, build in (("ResNet", mr.models.resnet_cifar), ("plain", mr.models.plain_cifar)):
         mr.manual_seed(0)
-        shallow = build(p.shallow).to(device)
         batches = _common.endless(data.DataLoader(train, p.batch, shuffle=True, augment=True, **norm))
-        first = _common.sgd_steps(shallow, batches, p.steps, args.lr)
+        if kind in given:
+            shallow, described = given[kind]
+            first = []
+            print(f"{kind}: grown from {described}, not trained here")
+        else:
+            shallow = build(p.shallow).to(device)
+            first = _common.sgd_steps(shallow, batches, p.steps, args.lr)
         deep = mr.models.grow(shallow, p.deep)
         shallow.eval(), deep.eval()
         with mr.no_grad():
@@ -111,27 +136,29 @@ def run(args):
         errors = {"shallow": evaluate(shallow, test_loader)[1], "grown": evaluate(deep, test_loader)[1]}
         second = _common.sgd_steps(deep, batches, p.grown_steps, args.lr)
         errors["grown, trained on"] = evaluate(deep, test_loader)[1]
-        grown[kind] = dict(first=first, second=second, errors=errors)
-        print(f"{kind}-{p.shallow} -> {kind}-{p.deep}: max |logit difference| on {len(x)} test images "
+        grown[kind] = dict(first=first, second=second, errors=errors, depth=shallow.depth)
+        print(f"{kind}-{shallow.depth} -> {kind}-{p.deep}: max |logit difference| on {len(x)} test images "
               f"{gap:.3g}; test error " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in errors.items())
               + f" ({len(test_arrays[1])} test images)")
-    plot(fits, grown, p, args, len(train), len(test_arrays[1]))
+    plot(fits, grown, p, args, len(train), len(test_arrays[1]),
+         [f"{kind} from {described}" for kind, (_, described) in given.items()])
 
 
-def plot(fits, grown, p, args, n_train, n_test):
+def plot(fits, grown, p, args, n_train, n_test, from_checkpoints):
     plt = _common.pyplot()
     fig, (ax0, ax1, ax2) = plt.subplots(1, 3, figsize=(15, 4.2), gridspec_kw={"width_ratios": [1, 1.4, 0.9]})
     for i, (name, losses) in enumerate(fits.items()):
         ax0.semilogy(np.arange(1, len(losses) + 1), losses, color=f"C{i}", label=name)
     ax0.set(title="fitting y = x (one 16-channel block)", xlabel="SGD step", ylabel="mean squared error")
+    grown_at = max(len(r["first"]) for r in grown.values())   # 0: both grown from checkpoints
     for i, (kind, r) in enumerate(grown.items()):
         n1 = len(r["first"])
-        ax1.plot(np.arange(1, n1 + 1), r["first"], "--", color=f"C{i}", lw=1,
-                 label=f"{kind}-{p.shallow} (shallow)")
-        ax1.plot(np.arange(n1 + 1, n1 + len(r["second"]) + 1), r["second"], "-", color=f"C{i}",
+        ax1.plot(np.arange(grown_at - n1 + 1, grown_at + 1), r["first"], "--", color=f"C{i}", lw=1,
+                 label=f"{kind}-{r['depth']} (shallow)")
+        ax1.plot(np.arange(grown_at + 1, grown_at + len(r["second"]) + 1), r["second"], "-", color=f"C{i}",
                  label=f"{kind}-{p.deep} grown from it")
-    ax1.axvline(p.steps + 0.5, color="0.5", lw=0.8)
-    ax1.text(p.steps + 1, 0.97, "grown here", transform=ax1.get_xaxis_transform(), fontsize=7,
+    ax1.axvline(grown_at + 0.5, color="0.5", lw=0.8)
+    ax1.text(grown_at + 1, 0.97, "grown here", transform=ax1.get_xaxis_transform(), fontsize=7,
              va="top", color="0.4")
     ax1.set(title="training loss, before and after growing", xlabel="SGD step", ylabel="cross-entropy (batch)")
     stages = list(next(iter(grown.values()))["errors"])
@@ -150,7 +177,8 @@ def plot(fits, grown, p, args, n_train, n_test):
                       f"{args.size} preset: identity fit {p.fit_steps} steps of 32 random 16x8x8 maps; "
                       f"CIFAR-10 {n_train:,} train images, depth {p.shallow} -> {p.deep}, "
                       f"{p.steps} + {p.grown_steps} SGD steps of {p.batch} (lr {args.lr:g}), "
-                      f"{n_test:,} test images, seed 0; dotted: chance (90 %)")
+                      f"{n_test:,} test images, seed 0; dotted: chance (90 %)"
+                      + "".join(f"; {note}" for note in from_checkpoints))
 
 
 if __name__ == "__main__":

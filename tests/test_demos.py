@@ -66,6 +66,7 @@ def test_gradient_flow_without_its_data_is_one_line_like_the_cli(tmp_path):
     assert not (tmp_path / "missing").exists()
 
 
+# ------------------------------------------------------------------ gradient_flow, ode_view, identity
 SUBSET = SHARED_DATA / "cifar-10-subset-python.tar.gz"
 needs_subset = pytest.mark.skipif(not SUBSET.is_file(), reason=f"CIFAR-10 subset not found in {SHARED_DATA}")
 
@@ -83,14 +84,18 @@ def smoke(name, tmp_path, capsys, *extra):
     return capsys.readouterr().out.splitlines()
 
 
+def checkpoint_of(model, path, step=5):
+    """A checkpoint as minires train writes it, as far as the demos read one."""
+    save_checkpoint(path, {f"model/{k}": v for k, v in model.state_dict().items()},
+                    {"model_config": model.config, "step": step, "config": {"dataset": "cifar10"}})
+    return str(path)
+
+
 @needs_subset
 def test_gradient_flow_smoke(tmp_path, capsys):
     mr.manual_seed(3)
-    trained = mr.models.plain_cifar(14)              # what minires train would have saved
-    save_checkpoint(tmp_path / "ckpt.npz", {f"model/{k}": v for k, v in trained.state_dict().items()},
-                    {"model_config": trained.config, "step": 7, "config": {"dataset": "cifar10"}})
-    lines = smoke("gradient_flow", tmp_path, capsys, "--data-dir", str(SUBSET),
-                  "--checkpoint", str(tmp_path / "ckpt.npz"))
+    lines = smoke("gradient_flow", tmp_path, capsys, "--data-dir", str(SUBSET), "--checkpoint",
+                  checkpoint_of(mr.models.plain_cifar(14), tmp_path / "ckpt.npz", step=7))
     rows = [line for line in lines if "gradient at block 1 / at block 3" in line]
     assert [r.split()[0] for r in rows] == ["plain-8", "ResNet-8,", "ResNet-8,", "ResNet-8,"]
     for row in rows:
@@ -136,7 +141,15 @@ def test_ode_view_smoke_converges_at_first_order(tmp_path, capsys):
 
 @needs_subset
 def test_identity_smoke_a_grown_resnet_keeps_its_function(tmp_path, capsys):
-    lines = smoke("identity", tmp_path, capsys, "--data-dir", str(SUBSET))
+    mr.manual_seed(5)
+    resnet = mr.models.resnet_cifar(8)
+    for m in resnet.modules():                        # statistics unlike a fresh net's
+        if isinstance(m, mr.nn.BatchNorm2d):
+            m.running_var.data[...] = 2.0
+    lines = smoke("identity", tmp_path, capsys, "--data-dir", str(SUBSET),
+                  "--checkpoint", checkpoint_of(resnet, tmp_path / "r.npz"))
+    assert "ResNet: grown from resnet_cifar depth 8, minires train, 5 iterations on cifar10, " \
+           "not trained here" in lines
     fits = [l for l in lines if l.startswith("fit y = x")]
     assert len(fits) == 2 and all(np.isfinite(numbers(l.split(":", 1)[1])).all() for l in fits)
     grown = {l.split()[0]: l for l in lines if "max |logit difference|" in l}
@@ -159,6 +172,13 @@ def test_gradient_flow_refuses_published_weights_of_another_depth_before_any_wor
         assert demo.main(["--smoke", "--data-dir", str(missing), "--pretrained", str(weights)]) == 1
         err = capsys.readouterr().err.splitlines()
         assert len(err) == 1 and err[0].startswith("gradient_flow.py: error: --pretrained ") and says in err[0]
+
+
+def test_identity_refuses_a_checkpoint_deeper_than_deep(tmp_path, capsys):
+    path = checkpoint_of(mr.models.plain_cifar(20), tmp_path / "p.npz")
+    assert load("identity").main(["--smoke", "--checkpoint", path, "--data-dir", str(tmp_path)]) == 1
+    assert capsys.readouterr().err == (f"identity.py: error: --checkpoint {path}: its plain_cifar "
+                                       f"depth 20 is deeper than --deep 14; give a --deep of at least 20\n")
 
 
 def test_demos_share_the_size_flags(capsys):
