@@ -15,7 +15,8 @@ from pathlib import Path
 from minires import cli, data
 from minires.train import resolve_device
 
-SIZES = ("smoke", "quick", "full")
+# the CLI's own check, so `--steps 0` reads like `minires train --epochs 0`
+positive_int = cli._positive_int
 
 
 def parser(doc, uses_cifar=True):
@@ -82,7 +83,6 @@ def pyplot():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     return plt
-
 
 
 def load_trained(path, device):

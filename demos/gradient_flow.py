@@ -72,14 +72,14 @@ def nets(depth):
 def parse_args(argv=None):
     ap = _common.parser(__doc__)
     ap.add_argument("--depth", type=int, help="depth of every net, 6n+2 (default: the preset's)")
-    ap.add_argument("--batch", type=int, help="images the gradients are measured on")
-    ap.add_argument("--steps", type=int, help="SGD steps before the second measurement")
-    ap.add_argument("--train-batch", type=int, help="batch size of those steps")
+    ap.add_argument("--batch", type=_common.positive_int, help="images the gradients are measured on")
+    ap.add_argument("--steps", type=_common.positive_int, help="SGD steps before the second measurement")
+    ap.add_argument("--train-batch", type=_common.positive_int, help="batch size of those steps")
     ap.add_argument("--lr", type=float, default=0.1, help="their learning rate")
     ap.add_argument("--pretrained", metavar="FILE.npz",
                     help="also measure this trained ResNet of --depth (minires state_dict names, "
                          "e.g. ../shared/models/resnet20-12fca82f.npz)")
-    ap.add_argument("--checkpoint", action="append", default=[], metavar="FILE",
+    ap.add_argument("--checkpoint", action="append", metavar="FILE",
                     help="also measure the net of this minires train checkpoint (repeatable), "
                          "e.g. runs/plain20-cifar10/checkpoint.npz")
     return ap.parse_args(argv)
@@ -94,7 +94,7 @@ def run(args):
     p = _common.preset(PRESETS, args)
     device = _common.device(args)
     published = load_published(args.pretrained, p.depth, device) if args.pretrained else None
-    checkpoints = [_common.load_trained(path, device) for path in args.checkpoint]
+    checkpoints = [_common.load_trained(path, device) for path in args.checkpoint or ()]
     train, _ = _common.cifar(args)
     norm = dict(mean=data.CIFAR10_MEAN, std=data.CIFAR10_STD, device=device)
     x, y = next(iter(data.DataLoader(train, p.batch, **norm)))          # the measuring batch
@@ -163,7 +163,8 @@ def plot(result, p, args):
             ax1.semilogy(k, r["trained"], "o-", ms=3, color=color, label=name)
         if r["losses"] is not None:
             ax2.plot(np.arange(1, len(r["losses"]) + 1), r["losses"], "-", color=color, label=name)
-    ax0.set(title="at initialisation", xlabel="block l (input side → output side)", ylabel="‖∂E/∂x_l‖")
+    ax0.set(title="at initialisation", xlabel="block l (input side → output side)",
+            ylabel="‖∂E/∂x_l‖")
     ax1.set(title=f"after {p.steps} SGD steps, and trained nets (diverged left out)",
             xlabel="block l (input side → output side)", ylabel="‖∂E/∂x_l‖")
     ax2.set(title="training loss of those steps", xlabel="SGD step", ylabel="cross-entropy (batch)",

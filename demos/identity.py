@@ -65,10 +65,10 @@ def parse_args(argv=None):
     ap = _common.parser(__doc__)
     ap.add_argument("--shallow", type=int, help="depth trained first, 6n+2 (default: the preset's)")
     ap.add_argument("--deep", type=int, help="depth it is grown to, 6n+2")
-    ap.add_argument("--steps", type=int, help="SGD steps of the shallow nets")
-    ap.add_argument("--grown-steps", type=int, help="SGD steps of the grown nets")
+    ap.add_argument("--steps", type=_common.positive_int, help="SGD steps of the shallow nets")
+    ap.add_argument("--grown-steps", type=_common.positive_int, help="SGD steps of the grown nets")
     ap.add_argument("--lr", type=float, default=0.1, help="learning rate of every SGD run")
-    ap.add_argument("--checkpoint", action="append", default=[], metavar="FILE",
+    ap.add_argument("--checkpoint", action="append", metavar="FILE",
                     help="grow the net of this minires train checkpoint instead of training a "
                          "shallow one (a ResNet, a plain net, or one of each: repeat the option)")
     return ap.parse_args(argv)
@@ -100,7 +100,7 @@ def run(args):
         raise ValueError(f"--deep {p.deep} is shallower than --shallow {p.shallow}; give a --deep "
                          f"of at least {p.shallow}")
     device = _common.device(args)
-    given = checkpoints(args.checkpoint, p.deep, device)
+    given = checkpoints(args.checkpoint or (), p.deep, device)
     train, test = _common.cifar(args)
 
     # (1) learning y = x

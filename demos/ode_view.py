@@ -78,7 +78,7 @@ def growth(net, z0, probe):
 
 def parse_args(argv=None):
     ap = _common.parser(__doc__, uses_cifar=False)
-    ap.add_argument("--steps", type=int, help="SGD steps on the moons (default: the preset's)")
+    ap.add_argument("--steps", type=_common.positive_int, help="SGD steps on the moons (default: the preset's)")
     return ap.parse_args(argv)
 
 
@@ -182,8 +182,9 @@ def plot(paths, distances, dts, curves, y, p, args):
         ax.legend(fontsize=7)
     _common.save_plot(fig, _common.out_path(args, "ode_view"),
                       f"{args.size} preset: {p.points} moons points, field 2-{p.hidden}-2 trained as "
-                      f"{p.train_blocks} blocks ({p.steps} SGD steps, weight decay 1e-2), T = {HORIZON:g}, flow = "
-                      f"{p.reference} steps; stability: {p.stability_blocks} blocks, 64 random inputs, seeds 0/1")
+                      f"{p.train_blocks} blocks ({p.steps} SGD steps, weight decay 1e-2), "
+                      f"T = {HORIZON:g}, flow = {p.reference} steps; stability: "
+                      f"{p.stability_blocks} blocks, 64 random inputs, seeds 0/1")
 
 
 if __name__ == "__main__":

@@ -168,10 +168,12 @@ PUBLISHED_56 = SHARED_DATA_ALL.parent / "models" / "resnet56-4bfd9763.npz"
 def test_gradient_flow_refuses_published_weights_of_another_depth_before_any_work(tmp_path, capsys):
     demo = load("gradient_flow")
     missing = tmp_path / "data"                       # the weights are checked before the data
-    for weights, says in ((PUBLISHED_56, "not the weights of a ResNet-8"), (tmp_path / "no.npz", "no such file")):
+    for weights, says in ((PUBLISHED_56, "not the weights of a ResNet-8"),
+                          (tmp_path / "no.npz", "no such file")):
         assert demo.main(["--smoke", "--data-dir", str(missing), "--pretrained", str(weights)]) == 1
         err = capsys.readouterr().err.splitlines()
-        assert len(err) == 1 and err[0].startswith("gradient_flow.py: error: --pretrained ") and says in err[0]
+        assert len(err) == 1 and says in err[0]
+        assert err[0].startswith("gradient_flow.py: error: --pretrained ")
 
 
 def test_identity_refuses_a_checkpoint_deeper_than_deep(tmp_path, capsys):
