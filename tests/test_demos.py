@@ -189,3 +189,15 @@ def test_demos_share_the_size_flags(capsys):
             load(name).parse_args(["--smoke", "--quick"])
         assert "not allowed with argument" in capsys.readouterr().err
         assert load(name).parse_args([]).size == "full"
+        with pytest.raises(SystemExit):
+            load(name).parse_args(["--steps", "0"])
+        assert "argument --steps: must be >= 1, got 0" in capsys.readouterr().err
+
+
+def test_an_option_given_wins_over_the_preset():
+    demo = load("gradient_flow")
+    common = load("_common")
+    chosen = common.preset(demo.PRESETS, demo.parse_args(["--smoke", "--depth", "14"]))
+    assert (chosen.depth, chosen.batch, chosen.steps) == (14, 4, 2)       # the rest: smoke's
+    assert common.preset(demo.PRESETS, demo.parse_args(["--quick"])).depth == 20
+    assert str(common.out_path(demo.parse_args(["--quick"]), "gradient_flow")) == "gradient_flow-quick.png"
