@@ -17,6 +17,10 @@ import threading
 
 _state = threading.local()
 
+# The active minires.trace() recorder, else None.  Tensor.from_op and the walk below
+# test it once per op -- the whole cost of the tracer when it is off.
+tracer = None
+
 
 def is_grad_enabled() -> bool:
     return getattr(_state, "enabled", True)
@@ -87,6 +91,7 @@ def run_backward(root, grad, retain_graph=False):
     """
     from .tensor import Tensor
 
+    recorder = tracer              # read once: a trace opened mid-walk starts at the next
     pending = {id(root): grad}     # id(tensor) -> gradient received so far
     owned = set()                  # ids whose pending array we allocated (safe to += into)
     for node in topological_order(root):
@@ -104,7 +109,7 @@ def run_backward(root, grad, retain_graph=False):
             else:
                 node.grad.data += g
             continue
-        parent_grads = node._backward(g)
+        parent_grads = node._backward(g) if recorder is None else recorder.backward(node, g)
         for parent, pg in zip(node._parents, parent_grads):
             if pg is None or not parent.requires_grad:
                 continue
@@ -123,3 +128,5 @@ def run_backward(root, grad, retain_graph=False):
         if not retain_graph:
             node._backward = _graph_freed
             node._parents = ()
+    if recorder is not None:
+        recorder.walk_done()

@@ -10,7 +10,7 @@ import signal
 import sys
 from pathlib import Path
 
-from . import __version__
+from . import __version__, gradcheck_suite
 from .messages import reword
 
 EXAMPLES = """examples:
@@ -247,6 +247,9 @@ def build_parser():
     _train_parser(sub).set_defaults(func=cmd_train)
     _eval_parser(sub).set_defaults(func=cmd_eval)
     _summary_parser(sub).set_defaults(func=cmd_summary)
+    gradcheck_suite.add_parser(sub)
+    from .trace import add_parser as add_trace_parser   # (minires.trace is also the function)
+    add_trace_parser(sub)
     return parser
 
 

@@ -10,8 +10,15 @@ plus a few random directions v (∂(u·y)/∂x · v against a central difference
 along v).  A random u matters: checking sum(fn(x)) (u = 1) cannot see, for
 instance, a wrong batch-norm dx -- Σ of a normalised output does not depend on
 x at all, so a gradient that is wrong by any constant shift would pass.
+
+Each comparison's *relative error* is |analytic - numerical| / (|numerical| + atol/rtol):
+the error over the numerical value, floored where that value is near zero.  A check
+passes when every relative error is at most rtol -- the same as
+|analytic - numerical| <= atol + rtol |numerical|.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -22,6 +29,40 @@ from .tensor import Tensor
 
 class GradcheckError(AssertionError):
     """Raised by gradcheck with a message that says which input and where."""
+
+
+@dataclass(frozen=True)
+class InputCheck:
+    """What gradcheck found for one input."""
+    index: int                 # position in gradcheck's inputs
+    shape: tuple
+    elements: int              # elements compared one by one (all, or max_elements of them)
+    directions: int            # random directions compared
+    max_rel_error: float       # over the elements and the directions
+    failure: str = ""          # "" when it passed, else the line that says where
+
+
+@dataclass(frozen=True)
+class GradcheckResult:
+    """gradcheck's findings: true when every checked input passed; str() is a summary."""
+    inputs: tuple              # of InputCheck, one per input with requires_grad
+    atol: float
+    rtol: float
+
+    def __bool__(self):
+        return not any(c.failure for c in self.inputs)
+
+    @property
+    def max_rel_error(self):
+        return max(c.max_rel_error for c in self.inputs)
+
+    def __str__(self):
+        verdict = "passed" if self else "FAILED"
+        rows = [f"  input {c.index} {tuple(c.shape)}: {c.elements} elements and {c.directions} "
+                f"directions, max relative error {c.max_rel_error:.2e}"
+                + (" FAIL" if c.failure else "") for c in self.inputs]
+        return (f"gradcheck {verdict} (tolerance: relative error <= rtol={self.rtol:g}, "
+                f"atol={self.atol:g})\n" + "\n".join(rows))
 
 
 def _as_tuple(outputs):
@@ -35,12 +76,15 @@ def _as_tuple(outputs):
 
 def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, *, seed=0, n_directions=3,
               max_elements=None, raise_exception=True):
-    """Check fn's backward against central differences; True on success.
+    """Check fn's backward against central differences; a GradcheckResult (true on success).
 
     inputs: a Tensor or a sequence of Tensors; those with requires_grad=True are
     checked and must be float64.  max_elements: check at most this many
-    (randomly chosen) elements per input, all by default.
+    (randomly chosen) elements per input, all by default.  On a mismatch,
+    raises GradcheckError, or with raise_exception=False returns a false result.
     """
+    if not rtol > 0 or not atol >= 0:
+        raise ValueError(f"gradcheck: need rtol > 0 and atol >= 0, got rtol={rtol}, atol={atol}")
     inputs = (inputs,) if isinstance(inputs, Tensor) else tuple(inputs)
     checked = [i for i, t in enumerate(inputs) if isinstance(t, Tensor) and t.requires_grad]
     if not checked:
@@ -72,17 +116,12 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, *, seed=0, n_direction
     for i, g in zip(checked, saved):
         inputs[i].grad = g
 
-    failures = []
-    for i in checked:
-        message = _check_input(i, inputs[i], analytic[i], objective, eps, atol, rtol,
-                               rng, n_directions, max_elements)
-        if message:
-            failures.append(message)
-    if failures:
-        if raise_exception:
-            raise GradcheckError("gradcheck failed\n" + "\n".join(failures))
-        return False
-    return True
+    result = GradcheckResult(tuple(_check_input(i, inputs[i], analytic[i], objective, eps, atol, rtol,
+                                                rng, n_directions, max_elements) for i in checked),
+                             atol, rtol)
+    if not result and raise_exception:
+        raise GradcheckError("gradcheck failed\n" + "\n".join(c.failure for c in result.inputs if c.failure))
+    return result
 
 
 def _check_input(i, t, analytic, objective, eps, atol, rtol, rng, n_directions, max_elements):
@@ -106,14 +145,17 @@ def _check_input(i, t, analytic, objective, eps, atol, rtol, rng, n_directions, 
         numeric[slot] = (plus - minus) / (2 * eps)
     chosen = ana.reshape(-1)[picks]
     err = np.abs(numeric - chosen)
-    bad = err > atol + rtol * np.abs(numeric)
+    rel = err / (np.abs(numeric) + atol / rtol)
+    bad = rel > rtol
+    failure = ""
     if bad.any():
         worst = int(np.argmax(np.where(bad, err, -1)))
         where = tuple(int(v) for v in np.unravel_index(picks[worst], x.shape))
-        return (f"  {described}: {int(bad.sum())} of {len(picks)} elements differ beyond "
-                f"atol={atol:g} + rtol={rtol:g}*|numerical|; worst at index {where}: "
-                f"numerical {numeric[worst]:.8g}, analytic {chosen[worst]:.8g} "
-                f"(abs err {err[worst]:.3g})")
+        failure = (f"  {described}: {int(bad.sum())} of {len(picks)} elements differ beyond "
+                   f"atol={atol:g} + rtol={rtol:g}*|numerical|; worst at index {where}: "
+                   f"numerical {numeric[worst]:.8g}, analytic {chosen[worst]:.8g} "
+                   f"(abs err {err[worst]:.3g})")
+    max_rel = float(rel.max(initial=0.0))
 
     original = x.copy()
     for d in range(n_directions):
@@ -126,7 +168,10 @@ def _check_input(i, t, analytic, objective, eps, atol, rtol, rng, n_directions, 
         x[...] = original
         num = (plus - minus) / (2 * eps)
         an = float((ana * v).sum())
-        if abs(num - an) > atol * np.sqrt(x.size) + rtol * abs(num):
-            return (f"  {described}: directional derivative along random direction {d} "
-                    f"differs: numerical {num:.8g}, analytic {an:.8g}")
-    return ""
+        # the analytic side sums x.size products: its floor grows like sqrt(size)
+        rel_d = abs(num - an) / (abs(num) + atol * np.sqrt(x.size) / rtol)
+        max_rel = max(max_rel, rel_d)
+        if rel_d > rtol and not failure:
+            failure = (f"  {described}: directional derivative along random direction {d} "
+                       f"differs: numerical {num:.8g}, analytic {an:.8g}")
+    return InputCheck(i, tuple(t.shape), len(picks), n_directions, max_rel, failure)

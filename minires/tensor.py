@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import backend
+from . import autograd, backend
 from .autograd import HookHandle, is_grad_enabled, run_backward
 
 float32 = np.dtype(np.float32)
@@ -49,6 +49,8 @@ class Tensor:
             out._parents = tuple(parents)
             out._backward = backward
             out._op = op
+            if autograd.tracer is not None:     # minires.trace() is recording
+                autograd.tracer.forward(out)
         return out
 
     # ------------------------------------------------------------ properties

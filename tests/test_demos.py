@@ -1,5 +1,6 @@
 """The demos' measuring code on tiny nets, and the demos as commands (their data, their errors)."""
 import importlib.util
+import json
 import os
 import re
 import subprocess
@@ -76,7 +77,7 @@ def numbers(line):
     return [float(t) for t in re.findall(r"-?(?:\d+\.?\d*(?:e[+-]?\d+)?|nan|inf)", line)]
 
 
-def smoke(name, tmp_path, capsys, *extra):
+def run_smoke(name, tmp_path, capsys, *extra):
     """Run the demo's --smoke preset in this process; its printed lines."""
     out = tmp_path / f"{name}.png"
     assert load(name).main(["--smoke", *extra, "--out", str(out)]) == 0
@@ -91,10 +92,11 @@ def checkpoint_of(model, path, step=5):
     return str(path)
 
 
+@pytest.mark.slow                       # a smoke run: 10-25 s on the 2 shared cores
 @needs_subset
 def test_gradient_flow_smoke(tmp_path, capsys):
     mr.manual_seed(3)
-    lines = smoke("gradient_flow", tmp_path, capsys, "--data-dir", str(SUBSET), "--checkpoint",
+    lines = run_smoke("gradient_flow", tmp_path, capsys, "--data-dir", str(SUBSET), "--checkpoint",
                   checkpoint_of(mr.models.plain_cifar(14), tmp_path / "ckpt.npz", step=7))
     rows = [line for line in lines if "gradient at block 1 / at block 3" in line]
     assert [r.split()[0] for r in rows] == ["plain-8", "ResNet-8,", "ResNet-8,", "ResNet-8,"]
@@ -128,7 +130,7 @@ def test_gradient_flow_a_doubled_shortcut_explodes_the_gradient_reaching_the_inp
 
 
 def test_ode_view_smoke_converges_at_first_order(tmp_path, capsys):
-    lines = smoke("ode_view", tmp_path, capsys)
+    lines = run_smoke("ode_view", tmp_path, capsys)
     table = lines[lines.index(next(l for l in lines if l.lstrip().startswith("blocks L"))) + 1:][:3]
     rows = [numbers(line.replace("%", "")) for line in table]
     assert [int(r[0]) for r in rows] == [2, 4, 8] and all(np.isfinite(v) for r in rows for v in r)
@@ -139,6 +141,7 @@ def test_ode_view_smoke_converges_at_first_order(tmp_path, capsys):
     assert stability[-1][0] > stability[0][0]
 
 
+@pytest.mark.slow                       # a smoke run: 10-25 s on the 2 shared cores
 @needs_subset
 def test_identity_smoke_a_grown_resnet_keeps_its_function(tmp_path, capsys):
     mr.manual_seed(5)
@@ -146,7 +149,7 @@ def test_identity_smoke_a_grown_resnet_keeps_its_function(tmp_path, capsys):
     for m in resnet.modules():                        # statistics unlike a fresh net's
         if isinstance(m, mr.nn.BatchNorm2d):
             m.running_var.data[...] = 2.0
-    lines = smoke("identity", tmp_path, capsys, "--data-dir", str(SUBSET),
+    lines = run_smoke("identity", tmp_path, capsys, "--data-dir", str(SUBSET),
                   "--checkpoint", checkpoint_of(resnet, tmp_path / "r.npz"))
     assert "ResNet: grown from resnet_cifar depth 8, minires train, 5 iterations on cifar10, " \
            "not trained here" in lines
@@ -201,3 +204,94 @@ def test_an_option_given_wins_over_the_preset():
     assert (chosen.depth, chosen.batch, chosen.steps) == (14, 4, 2)       # the rest: smoke's
     assert common.preset(demo.PRESETS, demo.parse_args(["--quick"])).depth == 20
     assert str(common.out_path(demo.parse_args(["--quick"]), "gradient_flow")) == "gradient_flow-quick.png"
+
+
+# ------------------------------------------------------------------ lesion.py and loss_landscape.py
+SHARED_MODELS = SHARED_DATA_ALL.parent / "models"
+SUBSET = SHARED_DATA / "cifar-10-subset-python.tar.gz"
+needs_weights_and_subset = pytest.mark.skipif(
+    not (SHARED_MODELS / "resnet20-12fca82f.npz").is_file() or not SUBSET.is_file(),
+    reason=f"needs the converted weights in {SHARED_MODELS} and the CIFAR-10 subset")
+
+
+@pytest.fixture(scope="module")
+def plain_run(tmp_path_factory):
+    """One plain-20 smoke run folder that both demos' smoke runs share (the second loads it)."""
+    return tmp_path_factory.mktemp("plain") / "plain20"
+
+
+def smoke(name, out, plain_run):
+    env = {**os.environ, "PYTHONPATH": str(DEMOS.parent)}
+    done = subprocess.run([sys.executable, str(DEMOS / f"{name}.py"), "--smoke", "--device", "cpu",
+                           "--data-dir", SUBSET, "--weights-dir", SHARED_MODELS,
+                           "--plain-run", plain_run, "--out", out],
+                          capture_output=True, text=True, cwd=out.parent, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert out.stat().st_size > 0 and "wrote" in done.stdout
+    return json.loads(out.with_suffix(".json").read_text()), done.stdout
+
+
+@pytest.mark.slow                       # a smoke run: 10-25 s on the 2 shared cores
+@needs_weights_and_subset
+def test_lesion_smoke_run_deleting_a_resnet_block_hurts_far_less_than_a_plain_one(tmp_path, plain_run):
+    results, stdout = smoke("lesion", tmp_path / "lesion.png", plain_run)
+    assert results["blocks"] == [f"layer{s}.{i}" for s in (1, 2, 3) for i in range(3)]
+    resnet, plain = results["nets"]["ResNet-20"], results["nets"]["plain-20"]
+    for r in (resnet, plain):
+        assert len(r["single_deletion"]) == 9 and r["random_deletion"]["k"] == [1, 2]
+        assert list(r["swap"]) == ["layer1.1", "layer2.1", "layer3.1"]
+        values = [r["error"], *r["single_deletion"], *r["random_deletion"]["mean"], *r["swap"].values()]
+        assert all(0 <= v <= 1 for v in values)
+    assert resnet["error"] < 0.25                               # the published weights, intact
+    # Veit et al.: the ResNet survives most single deletions (chance is 90 % error)
+    assert np.median(resnet["single_deletion"]) < 0.5
+    assert np.mean(resnet["single_deletion"]) < np.mean(plain["single_deletion"])
+    assert "ResNet-20 (published weights resnet20-12fca82f" in stdout
+
+
+@pytest.mark.slow
+@needs_weights_and_subset
+def test_loss_landscape_smoke_run_is_the_models_own_loss_at_the_origin(tmp_path, plain_run):
+    results, _ = smoke("loss_landscape", tmp_path / "ll.png", plain_run)
+    assert results["line"] == [-1.0, -0.5, 0.0, 0.5, 1.0] and results["axis"] == [-1.0, 0.0, 1.0]
+    for r in results["nets"].values():
+        surface = np.array(r["surface"])
+        assert len(r["line_loss"]) == 5 and surface.shape == (3, 3)
+        assert np.isfinite(surface).all() and np.isfinite(r["line_loss"]).all()
+        # no step from θ: the model's own loss, on the line and on the grid
+        assert np.isclose(r["line_loss"][2], r["loss"], rtol=1e-5)
+        assert np.isclose(surface[1, 1], r["loss"], rtol=1e-5)
+        assert r["grid_local_minima"] >= 1
+    assert results["nets"]["ResNet-20"]["loss"] < 0.5            # the published weights fit their data
+
+
+def test_filter_normalized_directions_match_each_filter_and_skip_bn_and_biases(monkeypatch):
+    monkeypatch.syspath_prepend(str(DEMOS))
+    demo = load("loss_landscape")
+    mr.manual_seed(0)
+    model = mr.models.resnet_cifar(8)
+    d = demo.filter_normalized_direction(model, np.random.default_rng(0))
+    for name, p in model.named_parameters():
+        w = p.data
+        if w.ndim == 1:
+            assert not d[name].any(), name                         # BN scale/shift, linear bias
+        else:
+            axes = tuple(range(1, w.ndim))
+            assert np.allclose(np.sqrt((d[name] ** 2).sum(axes)), np.sqrt((w ** 2).sum(axes)), rtol=1e-4)
+    before = model.state_dict()
+    x = np.random.default_rng(1).integers(0, 256, (4, 3, 8, 8), dtype=np.uint8)
+    loader = mr.data.DataLoader((x, np.arange(4)), 4)
+    losses = demo.loss_surface(model, loader, [d], [(-1.0,), (0.0,), (0.5,)])
+    assert losses.shape == (3,) and losses[0] != losses[1]
+    assert all(np.array_equal(before[k], v) for k, v in model.state_dict().items())   # weights restored
+
+
+@pytest.mark.parametrize("name", ["lesion", "loss_landscape"])
+def test_lesion_and_loss_landscape_without_their_data_are_one_line(tmp_path, name):
+    env = {**os.environ, "PYTHONPATH": str(DEMOS.parent)}
+    done = subprocess.run([sys.executable, str(DEMOS / f"{name}.py"), "--smoke", "--data-dir",
+                           tmp_path / "missing", "--no-download"], capture_output=True, text=True,
+                          cwd=tmp_path, env=env, timeout=300)
+    lines = done.stderr.splitlines()
+    assert done.returncode == 1 and len(lines) == 1, done.stderr
+    assert lines[0].startswith(f"{name}.py: error: CIFAR-10 not found") and "--data-dir" in lines[0]

@@ -75,3 +75,22 @@ def test_leaves_inputs_and_their_grads_untouched(rng):
     mr.gradcheck(lambda x: x ** 3, (x,))
     np.testing.assert_array_equal(x.numpy(), before)
     np.testing.assert_array_equal(x.grad.numpy(), np.ones(4))
+
+
+def test_result_reports_the_max_relative_error_per_input(rng):
+    a, b = make(rng, 3, 2), make(rng, 2)
+    result = mr.gradcheck(lambda a, b: a * b, (a, b), max_elements=4)
+    assert result and [(c.index, c.shape, c.elements, c.directions) for c in result.inputs] == \
+        [(0, (3, 2), 4, 3), (1, (2,), 2, 3)]
+    assert 0 < result.max_rel_error < 1e-6
+    text = str(result)
+    assert text.startswith("gradcheck passed (tolerance: relative error <= rtol=0.001, atol=1e-05)")
+    assert "input 0 (3, 2): 4 elements and 3 directions, max relative error" in text
+
+    def wrong(a, b):          # dL/db off by 1 %: relative error about 0.01 > rtol
+        return mr.Tensor.from_op(a.data * b.data, (a, b),
+                                 lambda g: (g * b.data, (g * a.data).sum(axis=0) * 1.01), "wrong")
+    bad = mr.gradcheck(wrong, (a, b), raise_exception=False)
+    assert not bad and not bad.inputs[0].failure and "input 1" in bad.inputs[1].failure
+    assert 1e-3 < bad.inputs[1].max_rel_error < 2e-2
+    assert str(bad).startswith("gradcheck FAILED") and str(bad).rstrip().endswith("FAIL")

@@ -72,3 +72,7 @@ def test_console_script_is_declared(wheel, wheel_files):
     with zipfile.ZipFile(wheel) as z:
         text = z.read(entry_points).decode()
     assert "minires = minires.cli:main" in text, text
+
+
+def test_the_pretrained_weights_license_notice_is_in_the_wheel(wheel_files):
+    assert "minires/LICENSE-akamaster" in wheel_files and "minires/hub.py" in wheel_files

@@ -6,7 +6,8 @@
     loader.py       DataLoader: batches gathered, augmented and normalised on the device
     transforms.py   vectorised crop+flip gather and bilinear resize (NumPy or CuPy)
     download.py     verified downloads (size + MD5, atomic rename)
-    archive.py      tarball extraction that refuses members escaping the target folder
+    archive.py      gzipped tarballs read whole and verified; members that escape are refused
+    scratch.py      scratch files named after their writer, so a later start removes orphans
     safe_pickle.py  an Unpickler that can build only what the CIFAR-10 batches contain
     errors.py       the exceptions above raise
 """

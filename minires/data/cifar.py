@@ -16,14 +16,20 @@ any extracted folder, except that the JPEG copy (and the official tarballs) go b
 
 ``root`` may also name one of these archives or folders itself, to pick that copy.
 
-A tarball is extracted into ``root`` once, through a temporary folder that is
-renamed into place only after both splits were read and validated, so a bad
-archive leaves no half cache.  When ``root`` is read-only (a shared data
-folder) the batches are read straight from the archive instead.
+A tarball is read whole and verified first (archive.Tarball: gzip CRC and
+length, tar structure to its end), so a damaged one is refused even without an
+MD5 to compare against.  Its batches are then cached in ``root`` once, through
+a scratch folder that is renamed into place only after both splits were
+validated and written, so a bad archive, a full disk or a kill leaves no half
+cache; a scratch folder or download left by a killed process is removed at the
+next start.  Links inside the archive are followed: the cache holds plain
+files.  When ``root`` is read-only (a shared data folder) the batches are read
+straight from the archive instead, every time.
 """
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import NamedTuple
@@ -31,11 +37,12 @@ from typing import NamedTuple
 import numpy as np
 
 from ..messages import Message
-from .archive import read_members, safe_extract
-from .download import download_url, md5sum
+from . import scratch
+from .archive import Tarball
+from .download import PART_SUFFIX, download_url, md5sum
 from .errors import DatasetError, DatasetNotFoundError
 from .imagefolder import ImageFolder
-from .paths import ENV_VAR, default_root
+from .paths import ENV_VAR, default_root, writable_folder
 from .safe_pickle import safe_loads
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
@@ -65,6 +72,7 @@ JPEG_FOLDER, JPEG_TARBALL = "cifar-10-jpeg", "cifar-10-jpeg.tar.gz"
 BATCHES = {True: [f"data_batch_{i}" for i in range(1, 6)], False: ["test_batch"]}
 PIXELS = 3 * 32 * 32
 RECORD = 1 + PIXELS  # binary layout: one label byte, then the 3072 pixel bytes (R, G, B planes)
+EXTRACT_PREFIX = ".minires-extract-"  # scratch folders in root, renamed into the cache when complete
 
 
 class Found(NamedTuple):
@@ -171,6 +179,8 @@ class CIFAR10:
         _source(layout)
         self.root = Path(root).expanduser() if root is not None else default_root()
         self.train = bool(train)
+        if writable_folder(self.root):
+            remove_orphans(self.root)
         found, downloaded = locate(self.root), False
         if found is None:
             if not download:
@@ -183,7 +193,7 @@ class CIFAR10:
             return
         try:
             self.images, self.labels = _load(found, self.train, found.path.parent, verified=downloaded)
-        except Exception:
+        except DatasetError:
             if downloaded:  # verified bytes but unusable content: leave nothing behind
                 found.path.unlink(missing_ok=True)
             raise
@@ -193,6 +203,14 @@ class CIFAR10:
 
     def __repr__(self):
         return f"CIFAR10({'train' if self.train else 'test'}, {len(self)} images, from {self.source})"
+
+
+def remove_orphans(root) -> list[Path]:
+    """Remove scratch folders and partial downloads in ``root`` that killed processes left."""
+    removed = scratch.remove_orphans(root, EXTRACT_PREFIX)
+    for src in CIFAR10_SOURCES.values():
+        removed += scratch.remove_orphans(root, f".{src.filename}.", PART_SUFFIX)
+    return removed
 
 
 def _source(layout) -> Source:
@@ -216,14 +234,19 @@ def _load(found: Found, train: bool, root: Path, verified: bool):
     official = {s.filename: s for s in CIFAR10_SOURCES.values()}.get(found.path.name)
     if official is not None and not verified:
         _verify_local(found.path, official)
-    if os.access(root, os.W_OK):
-        return _extract_and_read(found.path, root, train)
-    # A read-only folder (a shared data directory): read the members, every time.
-    folder = FOLDERS[found.layout]
-    names = [f"{folder}/{n}" for n in _file_names(found.layout, train)]
-    blobs = read_members(found.path, names)
-    return _read_split(lambda n: blobs.get(f"{folder}/{n}"), found.layout, train,
-                       label=f"{found.path}:{folder}")
+    tarball = Tarball(found.path)
+    inside = [(layout, f) for layout, f in FOLDERS.items() if tarball.is_folder(f)]
+    if not inside:
+        raise DatasetError(f"{found.path} holds neither {' nor '.join(FOLDERS.values())}/: "
+                           "it is not a CIFAR-10 archive")
+    layout, folder = inside[0]
+    read = _tarball_reader(tarball, folder)
+    if not writable_folder(root):  # a read-only folder (a shared data directory)
+        return _read_split(read, layout, train)
+    # Both splits are validated before anything is cached: a bad archive leaves no half cache.
+    splits = {t: _read_split(read, layout, t) for t in (True, False)}
+    _write_cache(root / folder, {name: read(name) for name in tarball.files_in(folder)})
+    return splits[train]
 
 
 def _verify_local(path: Path, src: Source):
@@ -240,23 +263,46 @@ def _verify_local(path: Path, src: Source):
                                    md5=src.md5, name=src.filename, url=src.url))
 
 
-def _extract_and_read(tarball: Path, root: Path, train: bool):
-    with tempfile.TemporaryDirectory(prefix=".minires-extract-", dir=root) as tmp:
-        safe_extract(tarball, tmp)
-        inside = [(layout, f) for layout, f in FOLDERS.items() if (Path(tmp) / f).is_dir()]
-        if not inside:
-            raise DatasetError(f"{tarball} holds neither {' nor '.join(FOLDERS.values())}/: "
-                               "it is not a CIFAR-10 archive")
-        layout, folder = inside[0]
-        # Read both splits before the folder becomes visible: a bad archive leaves no half cache.
-        reader = _folder_reader(Path(tmp) / folder, f"{tarball}:{folder}")
-        splits = {t: _read_split(reader, layout, t) for t in (True, False)}
+def _write_cache(cache: Path, files: dict):
+    """Write ``files`` ({name: bytes}) as the folder ``cache``, whole or not at all.
+
+    They go to a scratch folder beside it (flushed to disk), which is then renamed
+    into place.  On any OSError (disk full, no permission) the scratch folder is
+    removed and the error names the file that could not be written.
+    """
+    target, tmp = cache, None
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=scratch.owner_prefix(EXTRACT_PREFIX), dir=cache.parent))
+        staged = tmp / cache.name
+        staged.mkdir()
+        for name, data in files.items():
+            target = cache / name
+            with open(staged / name, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        target = cache
+        if cache.is_symlink() and not cache.exists():  # a dangling link where the cache goes
+            cache.unlink()
         try:
-            os.replace(Path(tmp) / folder, root / folder)
-        except OSError:  # another process extracted it first: theirs is as good as ours
-            if not (root / folder).is_dir():
+            os.replace(staged, cache)
+        except OSError:  # another process cached it first: theirs is as good as ours
+            if not cache.is_dir():
                 raise
-    return splits[train]
+    except OSError as e:
+        raise OSError(e.errno, f"{target}: writing the CIFAR-10 cache failed ({e.strerror or e}); "
+                      "nothing was kept. Free some space (or make the folder writable, or pass "
+                      "another --data-dir) and run again") from e
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _tarball_reader(tarball: Tarball, folder: str):
+    def read(name):
+        return tarball.read(f"{folder}/{name}")
+    read.label = f"{tarball.path}:{folder}"
+    return read
 
 
 def _folder_reader(folder: Path, label: str):
@@ -271,9 +317,9 @@ def _file_names(layout, train):
     return [n + ".bin" if layout == "binary" else n for n in BATCHES[train]]
 
 
-def _read_split(read, layout, train, label=None):
+def _read_split(read, layout, train):
     """(images, labels) of one split; ``read(name)`` gives a file's bytes or None if absent."""
-    label = label or read.label
+    label = read.label
     parse = _parse_python if layout == "python" else _parse_binary
     images, labels = [], []
     for name in _file_names(layout, train):

@@ -24,7 +24,6 @@ import io
 import json
 import os
 import posixpath
-import tarfile
 import tempfile
 import warnings
 import zipfile
@@ -33,9 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .archive import check_members, open_tar
+from .archive import Tarball
 from .errors import DatasetError, DatasetNotFoundError
-from .paths import default_root
+from .paths import default_root, writable_folder
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".pgm", ".pbm", ".bmp", ".gif", ".tif", ".tiff",
                   ".webp")
@@ -203,8 +202,8 @@ class _FolderTree:
 
 
 class _TarTree:
-    """The tree at ``subfolder`` inside a tarball; members are checked (archive.check_members)
-    and read straight into memory, nothing is extracted."""
+    """The tree at ``subfolder`` inside a tarball, verified and read straight into memory
+    (archive.Tarball); nothing is extracted."""
 
     def __init__(self, path: Path, subfolder: str | None, where: str):
         self.path, self.where = path, where
@@ -215,24 +214,21 @@ class _TarTree:
         return _digest(f"{self.path.resolve()}\0{st.st_size}\0{st.st_mtime_ns}")
 
     def list(self):
+        tarball = Tarball(self.path)  # verified whole first: gzip CRC and length, tar structure, links
         classes, entries = set(), []
-        with open_tar(self.path) as tar:
-            try:
-                for m in check_members(tar, str(self.path)):
-                    name = posixpath.normpath(m.name)
-                    if not name.startswith(self.prefix) or name == self.prefix.rstrip("/"):
-                        continue
-                    parts = name[len(self.prefix):].split("/")
-                    if any(p.startswith(".") for p in parts):
-                        continue
-                    if m.isdir():
-                        classes.add(parts[0])
-                    elif len(parts) > 1 and m.isfile() and _is_image_name(parts[-1]):
-                        classes.add(parts[0])
-                        entries.append(("/".join(parts), tar.extractfile(m).read()))
-            except (tarfile.TarError, EOFError, zlib.error) as e:
-                raise DatasetError(f"{self.path}: reading the tarball failed ({e}); it is damaged or "
-                                   "incomplete. Delete it and get it again") from e
+        for name, member in tarball.members.items():
+            if not name.startswith(self.prefix) or name == self.prefix.rstrip("/"):
+                continue
+            parts = name[len(self.prefix):].split("/")
+            if any(p.startswith(".") for p in parts):
+                continue
+            if member.isdir():
+                classes.add(parts[0])
+            elif len(parts) > 1 and _is_image_name(parts[-1]):
+                content = tarball.read(name)            # links followed; None for anything else
+                if content is not None:
+                    classes.add(parts[0])
+                    entries.append(("/".join(parts), bytes(content)))
         if not classes:
             raise DatasetNotFoundError(f"ImageFolder: {self.where} holds no class folders: the tarball "
                                        f"has nothing under {self.prefix or '/'}; pass subfolder= the tree's "
@@ -288,15 +284,6 @@ def _read_cache(path: Path, fingerprint: str):
             return z["images"], z["labels"], tuple(z["classes"].tolist()), tuple(z["files"].tolist())
     except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile, zlib.error):
         return None  # absent, of an older format or damaged: decode again
-
-
-def writable_folder(folder: Path) -> bool:
-    """Whether to write into ``folder``: it exists, we may write, and its mode bits allow it
-    (root may write anywhere, but a folder marked r-x for everyone is meant to stay as it is)."""
-    try:
-        return os.access(folder, os.W_OK) and bool(folder.stat().st_mode & 0o222)
-    except OSError:
-        return False
 
 
 def _make_folder(folder: Path) -> bool:

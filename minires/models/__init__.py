@@ -3,6 +3,7 @@
     cifar.py     6n+2 CIFAR ResNets (options A/B/C), plain nets, He 2016 unit variants
     imagenet.py  ResNet-18/34/50/101/152 (torchvision's layout and names)
     registry.py  get_model / available / from_config, and model.config
+    surgery.py   delete or swap blocks of a trained CIFAR net (copies; Veit et al. 2016)
     scaled.py    shortcuts scaled by λ, h(x) = λx (He 2016, Table 1)
     ode.py       EulerNet: z + Δt·F(z) stacks, weight-tied or not (E 2017)
     growing.py   a deeper CIFAR net from a trained shallower one, new branches zeroed
@@ -13,12 +14,15 @@
     get_model("plain56"); get_model("preact_resnet110")   # full pre-activation
     get_model("resnet18", in_channels=1, num_classes=10)  # Fashion-MNIST
     from_config(model.config)                     # the same architecture again
+    resnet56(pretrained=True)                     # published CIFAR-10 weights (minires.hub)
+    delete_blocks(model, ["layer2.3"]); swap_blocks(model, "layer1.1")
 """
-from . import cifar, imagenet
+from . import cifar, imagenet, surgery
 from .cifar import (DEPTHS, SHORTCUTS, VARIANTS, CifarResNet, plain_cifar, resnet_cifar)
 from .cifar import __all__ as _cifar_names
 from .imagenet import ResNet, resnet18, resnet34, resnet50, resnet101, resnet152
 from .registry import available, from_config, get_model, register
+from .surgery import delete_blocks, residual_blocks, swap_blocks
 from . import growing, ode, scaled                    # the demos' models
 from .growing import grow, zero_residual_branch
 from .ode import EulerNet, VectorField
@@ -27,7 +31,8 @@ from .scaled import ScaledShortcut, scale_shortcuts, scaled_resnet_cifar
 globals().update({name: getattr(cifar, name) for name in _cifar_names
                   if name.startswith(("resnet", "plain", "preact_resnet"))})
 
-__all__ = (["get_model", "available", "from_config", "register", "cifar", "imagenet",
+__all__ = (["get_model", "available", "from_config", "register", "cifar", "imagenet", "surgery",
+            "delete_blocks", "swap_blocks", "residual_blocks",
             "CifarResNet", "ResNet", "resnet_cifar", "plain_cifar", "VARIANTS", "SHORTCUTS",
             "DEPTHS", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
             "growing", "ode", "scaled", "grow", "zero_residual_branch", "EulerNet", "VectorField",

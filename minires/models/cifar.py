@@ -205,10 +205,22 @@ def _preact(depth, **kw):
 
 # resnet20 ... resnet1202, plain20 ... plain1202, preact_resnet20 ... preact_resnet1202
 _PARAMS = {20: "0.27M", 32: "0.46M", 44: "0.66M", 56: "0.85M", 110: "1.7M", 1202: "19.4M"}
+def _resnet(depth, pretrained=False, **kw):
+    """resnet_cifar(depth, **kw); pretrained=True (or a folder of the weights) loads the
+    published CIFAR-10 weights (minires.hub) where they exist."""
+    model = resnet_cifar(depth, **kw)
+    if pretrained is not False and pretrained is not None:
+        from .. import hub                  # imported here: hub reads data/, which imports nothing of models
+        hub.load_pretrained(model, f"resnet{depth}", None if pretrained is True else pretrained)
+    return model
+
+
 for _d in DEPTHS:
-    globals()[f"resnet{_d}"] = _named("resnet", _d, resnet_cifar,
+    globals()[f"resnet{_d}"] = _named("resnet", _d, _resnet,
                                       f"ResNet-{_d} for CIFAR ({_PARAMS[_d]} parameters with "
-                                      f"option A); keyword arguments go to resnet_cifar.")
+                                      f"option A); pretrained=True loads the published weights "
+                                      f"(20/32/44/56, minires.hub); keyword arguments go to "
+                                      f"resnet_cifar.")
 for _d in DEPTHS:
     globals()[f"plain{_d}"] = _named("plain", _d, plain_cifar,
                                      f"Plain-{_d} for CIFAR (no shortcuts); keyword arguments "

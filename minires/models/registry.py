@@ -5,8 +5,8 @@ Every public constructor is wrapped by ``register``: it lands in the table that
 
     model.config == {"name": "resnet20", "kwargs": {"num_classes": 100}}
 
-(the arguments the caller gave, defaults left out), so ``from_config(model.config)``
-builds the same architecture again.
+(the arguments the caller gave, defaults left out, ``pretrained`` too), so
+``from_config(model.config)`` builds the same architecture again.
 """
 from __future__ import annotations
 
@@ -41,6 +41,7 @@ def register(name=None):
             for param, value in bound.arguments.items():   # flatten **kw into plain kwargs
                 kind = signature.parameters[param].kind
                 given.update(value if kind is inspect.Parameter.VAR_KEYWORD else {param: value})
+            given.pop("pretrained", None)       # weights, not architecture: from_config builds it untrained
             # set last: a constructor that calls another registered one is named by the outer
             model.config = {"name": key, "kwargs": given}
             return model

@@ -29,6 +29,18 @@ def check_same_dtype(op, *tensors):
                         f"(minires does not promote silently)")
 
 
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def check_float(op, name, t):
+    """The dtype rule of the ops whose math and kernels are floating-point only (conv2d,
+    batch_norm, pooling, linear, losses, dropout): float32 or float64.  Integer and bool
+    inputs would wrap around or truncate silently, and the CPU kernels have no float16."""
+    if t is not None and t.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{op}: {name} has dtype {t.dtype}; {op} takes float32 or float64 "
+                        f"-- convert with .float() (float32) or .double() (float64)")
+
+
 def check_rank(op, name, t, ndim, layout=""):
     if t.ndim != ndim:
         layout = f" {layout}" if layout else ""

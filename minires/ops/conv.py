@@ -24,7 +24,8 @@ from __future__ import annotations
 
 from .. import backend
 from ..tensor import Tensor
-from ._util import check_rank, check_same_device, check_same_dtype, check_tensor, pair, shape_str
+from ._util import (check_float, check_rank, check_same_device, check_same_dtype, check_tensor, pair,
+                    shape_str)
 
 
 def channels_last(xp, a):
@@ -38,13 +39,15 @@ def conv_output_size(size, kernel, stride, padding, dilation):
 
 
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
-    """NCHW convolution (cross-correlation, as in every framework)."""
+    """NCHW convolution (cross-correlation, as in every framework); float32 or float64."""
     op = "conv2d"
     check_tensor(op, "input", x)
     check_tensor(op, "weight", weight)
     check_rank(op, "input", x, 4, "(N, C, H, W)")
     check_rank(op, "weight", weight, 4, "(C_out, C_in/groups, kh, kw)")
     parents = (x, weight) if bias is None else (x, weight, bias)
+    for name, t in (("input", x), ("weight", weight), ("bias", bias)):
+        check_float(op, name, t)
     check_same_device(op, *parents)
     check_same_dtype(op, *parents)
     stride, padding, dilation = (pair(op, n, v) for n, v in

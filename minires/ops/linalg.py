@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from ..tensor import Tensor
-from ._util import check_rank, check_same_device, check_same_dtype, check_tensor, shape_str, unbroadcast
+from ._util import (check_float, check_rank, check_same_device, check_same_dtype, check_tensor, shape_str,
+                    unbroadcast)
 
 
 def _swap(a):
@@ -49,9 +50,11 @@ def matmul(a, b):
 
 
 def linear(x, weight, bias=None):
-    """x @ weight^T + bias.  x: (..., in), weight: (out, in), bias: (out,)."""
+    """x @ weight^T + bias.  x: (..., in), weight: (out, in), bias: (out,); float32 or float64."""
     check_tensor("linear", "input", x)
     check_rank("linear", "weight", weight, 2, "(out_features, in_features)")
+    for name, t in (("input", x), ("weight", weight), ("bias", bias)):
+        check_float("linear", name, t)
     parents = (x, weight) if bias is None else (x, weight, bias)
     check_same_device("linear", *parents)
     check_same_dtype("linear", *parents)

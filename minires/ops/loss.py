@@ -5,7 +5,7 @@ import numpy as np
 
 from .. import backend
 from ..tensor import Tensor
-from ._util import check_rank, check_tensor, shape_str
+from ._util import check_float, check_rank, check_tensor, shape_str
 
 
 def _log_softmax(xp, z, axis):
@@ -14,6 +14,9 @@ def _log_softmax(xp, z, axis):
 
 
 def log_softmax(x, axis=-1):
+    """log softmax over ``axis``; float32 or float64."""
+    check_tensor("log_softmax", "input", x)
+    check_float("log_softmax", "input", x)
     out = _log_softmax(x.xp, x.data, axis)
 
     def backward(g):
@@ -22,7 +25,7 @@ def log_softmax(x, axis=-1):
 
 
 def cross_entropy(logits, target, reduction="mean"):
-    """-log softmax(logits)[target]; logits (N, C), target (N,) class indices.
+    """-log softmax(logits)[target]; logits (N, C) float32 or float64, target (N,) class indices.
 
     Fused (kernels' cross_entropy_forward/backward): the gradient is
     (softmax - onehot(target)) · g / N from the saved log-sum-exp, in one pass.
@@ -32,6 +35,7 @@ def cross_entropy(logits, target, reduction="mean"):
     """
     op = "cross_entropy"
     check_tensor(op, "input", logits)
+    check_float(op, "input", logits)
     check_rank(op, "input", logits, 2, "(N, C)")
     if reduction not in ("mean", "sum", "none"):
         raise ValueError(f"{op}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")

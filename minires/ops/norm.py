@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from .. import backend
 from ..tensor import Tensor
-from ._util import check_same_device, check_same_dtype, check_tensor, shape_str
+from ._util import check_float, check_same_device, check_same_dtype, check_tensor, shape_str
 
 
 def batch_norm(x, running_mean, running_var, weight=None, bias=None,
@@ -12,13 +12,17 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None,
 
     training=True: batch statistics; running_mean/running_var (when given) are
     updated in place with ``momentum``, the variance unbiased (÷ M-1).
-    training=False: the running statistics.
+    training=False: the running statistics.  Every tensor float32 or float64 (the
+    running statistics may differ from x in precision).
     """
     op = "batch_norm"
     check_tensor(op, "input", x)
     if x.ndim < 2:
         raise ValueError(f"{op}: expected input of shape (N, C, ...), got {shape_str(x.shape)}")
     n, c = x.shape[:2]
+    for name, t in (("input", x), ("weight", weight), ("bias", bias),
+                    ("running_mean", running_mean), ("running_var", running_var)):
+        check_float(op, name, t)
     params = [t for t in (weight, bias) if t is not None]
     stats = [t for t in (running_mean, running_var) if t is not None]
     for name, t in (("weight", weight), ("bias", bias),

@@ -1,15 +1,18 @@
-"""Pooling: max, average, adaptive average (global average pooling is output size 1)."""
+"""Pooling: max, average, adaptive average (global average pooling is output size 1).
+
+Every pooling op takes float32 or float64 input (an integer mean would truncate)."""
 from __future__ import annotations
 
 import numbers
 
 from .. import backend
 from ..tensor import Tensor
-from ._util import check_rank, check_tensor, pair, shape_str
+from ._util import check_float, check_rank, check_tensor, pair, shape_str
 
 
 def _pool_geometry(op, x, kernel_size, stride, padding):
     check_tensor(op, "input", x)
+    check_float(op, "input", x)
     check_rank(op, "input", x, 4, "(N, C, H, W)")
     kernel = pair(op, "kernel_size", kernel_size)
     stride = kernel if stride is None else pair(op, "stride", stride)
@@ -53,6 +56,7 @@ def adaptive_avg_pool2d(x, output_size):
     """Average pooling to a fixed output size (PyTorch's bins: floor/ceil of i*H/out)."""
     op = "adaptive_avg_pool2d"
     check_tensor(op, "input", x)
+    check_float(op, "input", x)
     check_rank(op, "input", x, 4, "(N, C, H, W)")
     oh, ow = pair(op, "output_size", output_size) if not isinstance(output_size, numbers.Integral) \
         else (int(output_size),) * 2
@@ -77,6 +81,8 @@ def adaptive_avg_pool2d(x, output_size):
 
 def global_avg_pool2d(x):
     """(N, C, H, W) -> (N, C, 1, 1), the mean of each plane."""
+    check_tensor("global_avg_pool2d", "input", x)
+    check_float("global_avg_pool2d", "input", x)
     check_rank("global_avg_pool2d", "input", x, 4, "(N, C, H, W)")
     hw = x.shape[2] * x.shape[3]
     out = x.data.mean(axis=(2, 3), keepdims=True)
