@@ -30,7 +30,7 @@ import numpy as np
 
 import _common
 import minires as mr
-from minires import data
+from minires import data, hub
 from minires.nn import functional as F
 
 PRESETS = {
@@ -39,7 +39,6 @@ PRESETS = {
     "full": dict(depth=110, batch=128, steps=500, train_batch=128),
 }
 SCALES = (0.5, 1.0, 2.0)
-PRETRAINED_MEAN, PRETRAINED_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # akamaster's
 
 
 def block_gradient_norms(model, x, y):
@@ -115,8 +114,8 @@ def run(args):
                  f"{trained[0] / trained[-1]:9.3g}; training loss {losses[0]:.4g} -> "
                  f"{np.mean(losses[-5:]):.4g} (mean of the last 5)"))
     if published is not None:
-        xp_, yp = next(iter(data.DataLoader(train, p.batch, mean=PRETRAINED_MEAN, std=PRETRAINED_STD,
-                                            device=device)))
+        xp_, yp = next(iter(data.DataLoader(train, p.batch, mean=hub.PRETRAINED_MEAN,
+                                            std=hub.PRETRAINED_STD, device=device)))
         published.train()                   # batch statistics, as in the other measurements
         trained = block_gradient_norms(published, mr.tensor(xp_.data, requires_grad=True), yp)
         result[f"ResNet-{p.depth}, published weights"] = dict(init=None, trained=trained, losses=None)

@@ -167,6 +167,21 @@ def test_identity_smoke_a_grown_resnet_keeps_its_function(tmp_path, capsys):
 PUBLISHED_56 = SHARED_DATA_ALL.parent / "models" / "resnet56-4bfd9763.npz"
 
 
+PUBLISHED_20 = SHARED_DATA_ALL.parent / "models" / "resnet20-12fca82f.npz"
+
+
+@pytest.mark.slow                       # four ResNet-20s and the published one: ~15 s
+@needs_subset
+@pytest.mark.skipif(not PUBLISHED_20.is_file(), reason=f"{PUBLISHED_20} not found")
+def test_gradient_flow_measures_the_published_weights(tmp_path, capsys):
+    lines = run_smoke("gradient_flow", tmp_path, capsys, "--data-dir", str(SUBSET), "--depth", "20",
+                      "--steps", "1", "--pretrained", str(PUBLISHED_20))
+    published = [l for l in lines if l.startswith("ResNet-20, published weights")]
+    assert len(published) == 1 and "at block 9: after 200 epochs" in published[0], lines
+    ratio = numbers(published[0].split("epochs")[1])[0]
+    assert np.isfinite(ratio) and ratio > 0
+
+
 @pytest.mark.skipif(not PUBLISHED_56.is_file(), reason=f"{PUBLISHED_56} not found")
 def test_gradient_flow_refuses_published_weights_of_another_depth_before_any_work(tmp_path, capsys):
     demo = load("gradient_flow")
