@@ -4,6 +4,9 @@
     imagenet.py  ResNet-18/34/50/101/152 (torchvision's layout and names)
     registry.py  get_model / available / from_config, and model.config
     surgery.py   delete or swap blocks of a trained CIFAR net (copies; Veit et al. 2016)
+    scaled.py    shortcuts scaled by λ, h(x) = λx (He 2016, Table 1)
+    ode.py       EulerNet: z + Δt·F(z) stacks, weight-tied or not (E 2017)
+    growing.py   a deeper CIFAR net from a trained shallower one, new branches zeroed
 
     get_model("resnet110")                        # CIFAR, option A
     get_model("resnet56", shortcut="B")           # any resnet_cifar keyword
@@ -20,6 +23,10 @@ from .cifar import __all__ as _cifar_names
 from .imagenet import ResNet, resnet18, resnet34, resnet50, resnet101, resnet152
 from .registry import available, from_config, get_model, register
 from .surgery import delete_blocks, residual_blocks, swap_blocks
+from . import growing, ode, scaled                    # the demos' models
+from .growing import grow, zero_residual_branch
+from .ode import EulerNet, VectorField
+from .scaled import ScaledShortcut, scale_shortcuts, scaled_resnet_cifar
 
 globals().update({name: getattr(cifar, name) for name in _cifar_names
                   if name.startswith(("resnet", "plain", "preact_resnet"))})
@@ -27,6 +34,8 @@ globals().update({name: getattr(cifar, name) for name in _cifar_names
 __all__ = (["get_model", "available", "from_config", "register", "cifar", "imagenet", "surgery",
             "delete_blocks", "swap_blocks", "residual_blocks",
             "CifarResNet", "ResNet", "resnet_cifar", "plain_cifar", "VARIANTS", "SHORTCUTS",
-            "DEPTHS", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152"]
+            "DEPTHS", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
+            "growing", "ode", "scaled", "grow", "zero_residual_branch", "EulerNet", "VectorField",
+            "ScaledShortcut", "scale_shortcuts", "scaled_resnet_cifar"]
            + [n for n in _cifar_names if n.startswith(("resnet", "plain", "preact_resnet"))
               and n not in ("resnet_cifar", "plain_cifar")])
