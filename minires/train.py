@@ -5,6 +5,7 @@ One training step, top to bottom (this is the path to follow through the code):
     x, y = next(batches)                   data/loader.py    gather + pad-crop-flip on the device
     logits = model(x)                      models/cifar.py   conv -> batch_norm -> relu -> ... -> linear
                                            ops/conv.py       im2col (kernels/cpu/columns.py) + GEMM
+                                           ops/winograd.py   3x3 layers on the CPU: Winograd + GEMMs
     loss = F.cross_entropy(logits, y)      ops/loss.py
     loss.backward()                        autograd.py       reverse topological walk, += into grads
     optimizer.step(); scheduler.step()     optim/

@@ -6,6 +6,9 @@
     spec.py      a model and its arguments in one string: "resnet56:shortcut=B"
     registry.py  get_model / available / from_config, and model.config
     surgery.py   delete or swap blocks of a trained CIFAR net (copies; Veit et al. 2016)
+    scaled.py    shortcuts scaled by λ, h(x) = λx (He 2016, Table 1)
+    ode.py       EulerNet: z + Δt·F(z) stacks, weight-tied or not (E 2017)
+    growing.py   a deeper CIFAR net from a trained shallower one, new branches zeroed
 
     get_model("resnet110")                        # CIFAR, option A
     get_model("resnet56", shortcut="B")           # any resnet_cifar keyword
@@ -25,13 +28,19 @@ from .d2l import d2l_resnet18
 from .imagenet import ResNet, resnet18, resnet34, resnet50, resnet101, resnet152
 from .registry import available, from_config, get_model, register
 from .surgery import delete_blocks, residual_blocks, swap_blocks
+from . import growing, ode, scaled                    # the demos' models
+from .growing import grow, zero_residual_branch
+from .ode import EulerNet, VectorField
+from .scaled import ScaledShortcut, scale_shortcuts, scaled_resnet_cifar
 
 globals().update({name: getattr(cifar, name) for name in _cifar_names
                   if name.startswith(("resnet", "plain", "preact_resnet"))})
 
-__all__ = (["get_model", "available", "from_config", "register", "cifar", "imagenet", "surgery",
+__all__ = (["get_model", "available", "from_config", "register", "cifar", "d2l", "imagenet", "surgery",
             "delete_blocks", "swap_blocks", "residual_blocks",
             "CifarResNet", "ResNet", "resnet_cifar", "plain_cifar", "VARIANTS", "SHORTCUTS",
-            "DEPTHS", "d2l_resnet18", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152"]
+            "DEPTHS", "d2l_resnet18", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
+            "growing", "ode", "scaled", "grow", "zero_residual_branch", "EulerNet", "VectorField",
+            "ScaledShortcut", "scale_shortcuts", "scaled_resnet_cifar"]
            + [n for n in _cifar_names if n.startswith(("resnet", "plain", "preact_resnet"))
               and n not in ("resnet_cifar", "plain_cifar")])
