@@ -34,10 +34,12 @@ PRESETS = {
 
 def run(args):
     depths = args.preset["depths"]
-    nets = {f"{kind}-{d}": _runs.cifar_model(name, d) for kind, name in (("plain", "plain"),
-                                                                         ("ResNet", "resnet"))
-            for d in depths}
-    warm = {label: {"warmup": 400} for label in nets if int(label.split("-")[1]) >= WARMUP_FROM}
+    nets, warm = {}, {}
+    for kind, name in (("plain", "plain"), ("ResNet", "resnet")):
+        for d in depths:
+            nets[f"{kind}-{d}"] = _runs.cifar_model(name, d)
+            if d >= WARMUP_FROM:
+                warm[f"{kind}-{d}"] = {"warmup": 400}
     runs = _runs.train_all(args, nets, "degradation", warm)
 
     print(f"\ndegradation ({args.size} preset): final errors, %")
@@ -45,11 +47,11 @@ def run(args):
                   _runs.percent(r.last["test_error"]), r.source) for r in runs.values()],
                 ("net", "parameters", "train error", "test error", "run"))
     shallow, deep = min(depths), max(depths)
-    for kind, worse in (("plain", "higher"), ("ResNet", "lower")):
-        a, b = runs[f"{kind}-{shallow}"].last, runs[f"{kind}-{deep}"].last
-        seen = (b["train_error"] > a["train_error"]) == (worse == "higher")
-        print(f"{kind}-{deep} train error {_runs.percent(b['train_error'])} % vs {kind}-{shallow} "
-              f"{_runs.percent(a['train_error'])} %: the paper's {worse} {'seen' if seen else 'not seen'}")
+    for kind, paper in (("plain", "above"), ("ResNet", "below")):     # Fig. 6, left and middle
+        a, b = runs[f"{kind}-{shallow}"].last["train_error"], runs[f"{kind}-{deep}"].last["train_error"]
+        where = "above" if b > a else "below" if b < a else "level with"
+        print(f"{kind}-{deep} {where} {kind}-{shallow} in training error "
+              f"({_runs.percent(b)} % vs {_runs.percent(a)} %); the paper: {paper}")
 
     fig, (ax_plain, ax_res) = _runs.figure(1, 2)
     _runs.draw_curves(ax_plain, [runs[f"plain-{d}"] for d in depths], title="plain networks")

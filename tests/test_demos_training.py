@@ -82,7 +82,8 @@ def test_degradation_smoke_and_a_second_run_reads_the_first_back(degradation_run
     numbers = json.loads((degradation_runs / "degradation.json").read_text())
     assert [f"{100 * numbers['runs'][r[0]]['final']['test_error']:.2f}" for r in rows] == [r[3] for r in rows]
     assert numbers["caption"].startswith("smoke preset: CIFAR-10 subset (official pixels), first 16 train")
-    assert "the paper's higher" in out and "the paper's lower" in out
+    assert re.search(r"plain-14 (above|below|level with) plain-8 in training error .*; the paper: above", out)
+    assert re.search(r"ResNet-14 (above|below|level with) ResNet-8 in training error .*; the paper: below", out)
 
     status, again, err = run_demo("degradation", capsys, "--out", degradation_runs)
     assert status == 0, err
