@@ -65,6 +65,7 @@ def run(args):
     for d, r, error in zip(depths, runs.values(), ours):
         ax_depth.annotate(f"{r.parameters / 1e6:.2f}M", (d, error), textcoords="offset points",
                           xytext=(4, 6), fontsize=7)
+    ax_depth.margins(y=0.15)                    # room for the parameter labels
     ax_depth.set_xscale("log")
     ax_depth.set_xticks(depths, [str(d) for d in depths])
     ax_depth.minorticks_off()
