@@ -145,7 +145,11 @@ def cmd_eval(args):
     try:
         loss, error, meta = evaluate_checkpoint(path, args.data_dir, args.device, args.batch_size)
         cfg, name = meta["config"], meta["model_config"]["name"]
-        where = f"epoch {meta['epoch']}, iteration {meta['step']}"
+        history = meta.get("history") or []
+        if history and history[-1].get("partial_epoch"):   # an --iterations run that ended mid-epoch
+            where = f"iteration {meta['step']}, in epoch {meta['epoch'] + 1}"
+        else:
+            where = f"epoch {meta['epoch']}, iteration {meta['step']}"
     except (KeyError, TypeError) as e:                 # a readable .npz that minires train did not write
         raise ValueError(f"{path} is not a checkpoint minires train wrote (its metadata lacks "
                          f"or mangles {e}); give the checkpoint.npz of a run folder") from None

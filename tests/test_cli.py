@@ -137,7 +137,14 @@ def test_eval_of_a_short_run_and_of_missing_data(tmp_path, capsys):
                      "--out", str(run)]) == 0
     capsys.readouterr()
     assert cli.main(["eval", str(run), "--device", "cpu"]) == 0   # the run folder is enough
-    assert "resnet20 on cifar10" in capsys.readouterr().out
+    assert "resnet20 on cifar10 (epoch 1, iteration 1)" in capsys.readouterr().out
+    partial = tmp_path / "partial"                                  # 1 of the epoch's 2 batches
+    assert cli.main(["train", "--data-dir", str(SHARED_DATA), "--iterations", "1", "--batch-size", "8",
+                     "--limit-train", "16", "--limit-test", "8", "--no-progress", "--device", "cpu",
+                     "--out", str(partial)]) == 0
+    capsys.readouterr()
+    assert cli.main(["eval", str(partial), "--device", "cpu"]) == 0
+    assert "(iteration 1, in epoch 1)" in capsys.readouterr().out
     assert cli.main(["eval", str(run / "checkpoint.npz"), "--data-dir", str(tmp_path / "empty")]) == 1
     assert_one_cli_line(capsys.readouterr().err, "eval", "CIFAR-10 not found", "--data-dir")
 
