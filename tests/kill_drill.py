@@ -115,27 +115,35 @@ def reference_run(out):
 
 
 def drill(workdir, rounds, seconds, seed=0, reference=None, log=print):
-    """Kill -9 up to ``rounds`` times within ``seconds``, then resume to the end and compare."""
+    """Kill -9 up to ``rounds`` times within ``seconds``: one run killed again and again and
+    resumed until a start reaches its end, then compared with the run left alone; then the
+    next run, in a new folder, while kills and time remain."""
     workdir = Path(workdir)
     if reference is None:
         reference = reference_run(workdir / "reference")
     arrays, history, duration = reference
-    rng, out = random.Random(seed), workdir / "killed"
-    deadline, kills = time.monotonic() + seconds, 0
+    rng, kills, runs = random.Random(seed), 0, 0
+    deadline = time.monotonic() + seconds
     while kills < rounds and time.monotonic() < deadline:
-        process = start(out, *start_or_resume(out))
-        time.sleep(rng.uniform(0.2, duration))
-        if process.poll() is None:
+        out = workdir / f"killed-{runs}"
+        while kills < rounds and time.monotonic() < deadline:
+            process = start(out, *start_or_resume(out))
+            time.sleep(rng.uniform(0.2, duration))
+            if process.poll() is not None:             # it reached its end before the kill
+                code, _, err = finish(process)
+                assert code == 0, err
+                break
             process.send_signal(signal.SIGKILL)
             kills += 1
-        code, _, err = finish(process)
-        assert code in (0, -signal.SIGKILL), err
-        check_consistent(out)
-    code, _, err = train(out, *start_or_resume(out))
-    assert code == 0, err
-    check_identical(out, (arrays, history))
-    log(f"kill_drill: {kills} kills of `minires train`, then --resume: bit-identical to the run "
-        f"left alone")
+            code, _, err = finish(process)
+            assert code == -signal.SIGKILL, err
+            check_consistent(out)
+        code, _, err = train(out, *start_or_resume(out))  # to its end (a no-op if it is there)
+        assert code == 0, err
+        check_identical(out, (arrays, history))
+        runs += 1
+    log(f"kill_drill: {kills} kills of `minires train` over {runs} runs, each then resumed to "
+        f"its end: bit-identical to the run left alone")
     return kills
 
 
