@@ -86,6 +86,7 @@ class TrainConfig:
         if str(self.device).lower() not in DEVICES:
             raise ValueError(f"--device {self.device!r} is unknown; choose from {', '.join(DEVICES)} "
                              f"(auto: the GPU when CuPy sees one, else the CPU)")
+        models.check_name(self.model, "num_classes", "in_channels")   # no build, no data yet
         if self.epochs is None and self.iterations is None:
             raise ValueError("give the run's length: --epochs or --iterations")
         if self.epochs is not None:

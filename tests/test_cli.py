@@ -184,3 +184,14 @@ def test_summary_list_leaves_out_the_families_that_need_a_depth(capsys):
 def test_every_listed_model_has_a_summary(name, capsys):
     assert cli.main(["summary", name]) == 0
     assert "Total MACs" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("model, words", [("bogus", "unknown model 'bogus'"),
+                                          ("resnet_cifar", "needs depth"),
+                                          ("resnet56:shortcut=Z", "shortcut option 'Z'")])
+def test_a_bad_model_is_refused_before_any_data_is_looked_for(tmp_path, capsys, model, words):
+    missing = tmp_path / "no-data-here"
+    assert cli.main(["train", "--model", model, "--data-dir", str(missing), "--out",
+                     str(tmp_path / "run")]) == 1
+    assert_one_cli_line(capsys.readouterr().err, "train", words)
+    assert not missing.exists() and not (tmp_path / "run").exists()

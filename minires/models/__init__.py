@@ -26,7 +26,7 @@ from .cifar import (DEPTHS, SHORTCUTS, VARIANTS, CifarResNet, plain_cifar, resne
 from .cifar import __all__ as _cifar_names
 from .d2l import d2l_resnet18
 from .imagenet import ResNet, resnet18, resnet34, resnet50, resnet101, resnet152
-from .registry import available, from_config, get_model, register
+from .registry import available, check_name, from_config, get_model, register
 from .surgery import delete_blocks, residual_blocks, swap_blocks
 from . import growing, ode, scaled                    # the demos' models
 from .growing import grow, zero_residual_branch
@@ -36,7 +36,7 @@ from .scaled import ScaledShortcut, scale_shortcuts, scaled_resnet_cifar
 globals().update({name: getattr(cifar, name) for name in _cifar_names
                   if name.startswith(("resnet", "plain", "preact_resnet"))})
 
-__all__ = (["get_model", "available", "from_config", "register", "cifar", "d2l", "imagenet", "surgery",
+__all__ = (["get_model", "check_name", "available", "from_config", "register", "cifar", "d2l", "imagenet", "surgery",
             "delete_blocks", "swap_blocks", "residual_blocks",
             "CifarResNet", "ResNet", "resnet_cifar", "plain_cifar", "VARIANTS", "SHORTCUTS",
             "DEPTHS", "d2l_resnet18", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",

@@ -57,28 +57,43 @@ def available(ready_made=False):
     return [name for name in _REGISTRY if not (ready_made and _NEEDS[name])]
 
 
-def get_model(name, **kwargs):
-    """Build the model registered as ``name`` (e.g. 'resnet20', 'plain56',
-    'preact_resnet110', 'resnet50'), passing ``kwargs`` to its constructor.
-    ``name`` may carry arguments too, "resnet56:shortcut=B" (see spec.py)."""
-    spec = name
+def check_name(spec, *given):
+    """Refuse a model name ``get_model`` would refuse (a run checks its --model before it reads
+    any data); ``given`` names keyword arguments the caller will add.  Builds nothing unless
+    the name carries arguments ("resnet56:shortcut=B"), which only the constructor can judge."""
+    name, spec_kwargs = _resolve(spec, {k: None for k in given})
+    if spec_kwargs:      # arguments in the string: only the constructor knows them all (rare, cheap)
+        get_model(spec)
+
+
+def _resolve(spec, kwargs):
+    """(registered name, the arguments the string carries), or the one-line ValueError."""
     name, spec_kwargs = parse_spec(spec)
     twice = sorted(set(spec_kwargs) & set(kwargs))
     if twice:
         raise ValueError(Message("{model_arg}{spec!r} and the keyword arguments both give {twice}",
                                  spec=spec, twice=", ".join(twice)))
-    kwargs = {**spec_kwargs, **kwargs}
     ready = ", ".join(available(ready_made=True))
     if name not in _REGISTRY:
         close = difflib.get_close_matches(str(name), _REGISTRY, n=3)
         hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
         raise ValueError(Message("{model_arg}unknown model {name!r}{hint}; available: {ready}",
                                  name=name, hint=hint, ready=ready))
-    missing = [arg for arg in _NEEDS[name] if arg not in kwargs]
+    missing = [arg for arg in _NEEDS[name] if arg not in {**spec_kwargs, **kwargs}]
     if missing:
         raise ValueError(Message("{model_arg}{name!r} is a family of models that needs {missing}"
                                  "{family_fix} a ready-made one: {ready}",
                                  name=name, missing=", ".join(missing), ready=ready))
+    return name, spec_kwargs
+
+
+def get_model(name, **kwargs):
+    """Build the model registered as ``name`` (e.g. 'resnet20', 'plain56',
+    'preact_resnet110', 'resnet50'), passing ``kwargs`` to its constructor.
+    ``name`` may carry arguments too, "resnet56:shortcut=B" (see spec.py)."""
+    spec = name
+    name, spec_kwargs = _resolve(spec, kwargs)
+    kwargs = {**spec_kwargs, **kwargs}
     if not spec_kwargs:
         return _REGISTRY[name](**kwargs)
     try:
