@@ -46,12 +46,14 @@ ALGORITHMS = ("auto", "im2col", *TILE_SIZES)
 
 # The layers "auto" runs as Winograd: (C_in, C_out, H, W) -> algorithm, from
 # benchmarks/conv_winograd.py (it prints the table to put here): the stage layers of
-# CIFAR ResNets; a first, indicative run on a shared 2-core AVX2 EPYC, batch 128,
-# forward + backward: F(4x4) took 0.51 / 0.62 / 0.67 of im2col's time (F(2x2)
-# 0.75 / 0.73 / 0.79); the stem (C_in = 3) was 1.4x slower and stays on im2col.
-# A whole ResNet-20 training step, same machine and time: 0.73 of im2col's.
+# CIFAR ResNets; the stem (C_in = 3) was 1.4x slower as Winograd and stays on im2col.
+# A whole ResNet-20 training step at batch 128 on a quiet 2-core AVX2 EPYC (2026-12-02,
+# three interleaved rounds of 8 steps): im2col 1232-1364 ms, F(4x4) 1087-1228 ms,
+# F(2x2) 1071-1171 ms.  F(2x2) is as fast here and ~8x more accurate in float32 (F(4x4)'s
+# larger error moved a float32 ResNet-20's gradients 5 % from the GPU's after two steps),
+# so auto uses F(2x2).
 AUTO_WINOGRAD: dict[tuple[int, int, int, int], str] = {
-    (16, 16, 32, 32): "winograd4", (32, 32, 16, 16): "winograd4", (64, 64, 8, 8): "winograd4"}
+    (16, 16, 32, 32): "winograd2", (32, 32, 16, 16): "winograd2", (64, 64, 8, 8): "winograd2"}
 
 _chosen = None        # set_conv_algorithm's choice; None: the environment decides
 
