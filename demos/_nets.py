@@ -109,28 +109,22 @@ def _train_plain(args, depth, epochs, train_images, eval_images, device, log):
                             limit_test=eval_images, device=device, seed=args.seed, out=str(out),
                             progress=False)
     checkpoint = out / "checkpoint.npz"
-    trained = f"trained here: {epochs} epochs on {{:,}} images ({out})"
+    tag = lambda line: log(f"  plain-{depth}: {line}")            # noqa: E731
     if checkpoint.is_file():                 # one run serves several demos: load or continue it
-        meta = load_checkpoint(checkpoint)[1]
-        saved = meta["config"]
+        saved = load_checkpoint(checkpoint)[1]["config"]
         differ = [k for k in PLAIN_RECIPE if saved.get(k) != getattr(cfg, k)]
         if differ:
             raise ValueError(f"--plain-run: {out} holds a run with other settings "
                              f"({', '.join(f'{k} {saved.get(k)}' for k in differ)}); pass another "
                              f"--plain-run or delete that folder")
-        if meta["epoch"] >= epochs:
-            log(f"  plain-{depth}: the finished run in {out}")
-            net = _from_checkpoint(checkpoint, "--plain-run", want_plain=True)
-            last = meta["history"][-1]                      # images seen in its last epoch
-            return net._replace(source=trained.format(round(last["seconds"] * last["images_per_second"])))
-    elif (out / "metrics.jsonl").exists():
-        raise ValueError(f"--plain-run: {out} holds an unfinished run without a checkpoint; delete it")
-    trainer = train.Trainer(cfg, log=lambda line: log(f"  plain-{depth}: {line}"))
-    if checkpoint.is_file():
-        trainer.restore(checkpoint)
-    trainer.run()
-    return Net(f"plain-{depth}", trainer.model, data.CIFAR10_MEAN, data.CIFAR10_STD,
-               trained.format(len(trainer.train_loader.labels)))
+    if (out / "config.json").is_file():
+        train.resume_run(out, log=tag)       # finished: it says so; cut off: it continues
+    else:
+        train.train(cfg, log=tag)
+    last = load_checkpoint(checkpoint)[1]["history"][-1]           # images seen in its last epoch
+    net = _from_checkpoint(checkpoint, "--plain-run", want_plain=True)
+    return net._replace(source=f"trained here: {epochs} epochs on "
+                               f"{round(last['seconds'] * last['images_per_second']):,} images ({out})")
 
 
 def first_images(args, train, limit, log=print):

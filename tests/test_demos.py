@@ -92,7 +92,6 @@ def checkpoint_of(model, path, step=5):
     return str(path)
 
 
-@pytest.mark.slow                       # a smoke run: 10-25 s on the 2 shared cores
 @needs_subset
 def test_gradient_flow_smoke(tmp_path, capsys):
     mr.manual_seed(3)
@@ -141,7 +140,6 @@ def test_ode_view_smoke_converges_at_first_order(tmp_path, capsys):
     assert stability[-1][0] > stability[0][0]
 
 
-@pytest.mark.slow                       # a smoke run: 10-25 s on the 2 shared cores
 @needs_subset
 def test_identity_smoke_a_grown_resnet_keeps_its_function(tmp_path, capsys):
     mr.manual_seed(5)
@@ -170,7 +168,6 @@ PUBLISHED_56 = SHARED_DATA_ALL.parent / "models" / "resnet56-4bfd9763.npz"
 PUBLISHED_20 = SHARED_DATA_ALL.parent / "models" / "resnet20-12fca82f.npz"
 
 
-@pytest.mark.slow                       # four ResNet-20s and the published one: ~15 s
 @needs_subset
 @pytest.mark.skipif(not PUBLISHED_20.is_file(), reason=f"{PUBLISHED_20} not found")
 def test_gradient_flow_measures_the_published_weights(tmp_path, capsys):
@@ -246,7 +243,6 @@ def smoke(name, out, plain_run):
     return json.loads(out.with_suffix(".json").read_text()), done.stdout
 
 
-@pytest.mark.slow                       # a smoke run: 10-25 s on the 2 shared cores
 @needs_weights_and_subset
 def test_lesion_smoke_run_deleting_a_resnet_block_hurts_far_less_than_a_plain_one(tmp_path, plain_run):
     results, stdout = smoke("lesion", tmp_path / "lesion.png", plain_run)
@@ -264,7 +260,6 @@ def test_lesion_smoke_run_deleting_a_resnet_block_hurts_far_less_than_a_plain_on
     assert "ResNet-20 (published weights resnet20-12fca82f" in stdout
 
 
-@pytest.mark.slow
 @needs_weights_and_subset
 def test_loss_landscape_smoke_run_is_the_models_own_loss_at_the_origin(tmp_path, plain_run):
     results, _ = smoke("loss_landscape", tmp_path / "ll.png", plain_run)
