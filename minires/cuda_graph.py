@@ -43,7 +43,7 @@ import numpy as np
 
 from . import autograd, backend
 
-__all__ = ["CaptureError", "GraphedStep", "graphed", "TrainingGraph", "own_gemm"]
+__all__ = ["CaptureError", "GraphedStep", "graphed", "TrainingGraph", "EvaluationGraph", "own_gemm"]
 
 
 class CaptureError(RuntimeError):
@@ -292,3 +292,57 @@ class TrainingGraph:
         self.counter += 1
         self.position += batch
         return loss.data
+
+
+class EvaluationGraph:
+    """``evaluate()`` of train.py with one graph launch per test batch: forward only, in
+    eval mode (batch norm with the running statistics, which the training graph
+    updates in place), no autograd.  The graph gathers batch k itself (the test
+    loader neither shuffles nor augments: positions k*B .. k*B+B-1) and adds the
+    batch's summed loss and errors into device sums, read once per evaluation.
+    A short last batch runs eagerly; the first full batch of the first evaluation
+    is the warm-up, the capture happens at the next one.
+    """
+
+    def __init__(self, model, loader):
+        cp = backend.cupy_module()
+        if loader.xp is not cp or loader.shuffle or loader.augment:
+            raise ValueError("EvaluationGraph: a test loader on the GPU, without shuffling or "
+                             "augmentation, is needed")
+        self.model, self.loader, self.batch_size = model, loader, loader.batch_size
+        self.position = cp.zeros((), np.int64)
+        self.loss_sum = cp.zeros((), np.float64)
+        self.wrong = cp.zeros((), np.int64)
+        self._arange = cp.arange(self.batch_size, dtype=np.int64)
+        self.graph = graphed(lambda: self._batch(self._arange))
+
+    def evaluate(self):
+        """(mean loss, error rate) over the test loader, like train.evaluate."""
+        cp = backend.cupy_module()
+        was_training = self.model.training
+        self.model.eval()
+        for a in (self.position, self.loss_sum, self.wrong):
+            a.fill(0)
+        n = len(self.loader.labels)
+        try:
+            for b in range(len(self.loader)):
+                batch = min(self.batch_size, n - b * self.batch_size)
+                if batch == self.batch_size:
+                    self.graph()
+                else:
+                    with own_gemm():
+                        self._batch(cp.arange(batch, dtype=np.int64))
+        finally:
+            self.model.train(was_training)
+        values = cp.stack([self.loss_sum, self.wrong.astype(np.float64)]).get()
+        return float(values[0]) / n, float(values[1]) / n
+
+    def _batch(self, arange):
+        from .autograd import no_grad
+        from .nn import functional as F
+        with no_grad():
+            x, y = self.loader.batch(self.position + arange)
+            logits = self.model(x)
+            self.loss_sum += F.cross_entropy(logits, y, reduction="sum").data
+            self.wrong += (logits.data.argmax(axis=1) != y.data).sum()
+            self.position += len(arange)

@@ -268,10 +268,11 @@ class Trainer:
         self.optimizer = optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                    weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
         self.scheduler = self._schedule()
-        self.graph = None
+        self.graph = self.eval_graph = None
         if cfg.graph:
-            from .cuda_graph import TrainingGraph
+            from .cuda_graph import EvaluationGraph, TrainingGraph
             self.graph = TrainingGraph(self.model, self.optimizer, self.train_loader)
+            self.eval_graph = EvaluationGraph(self.model, self.test_loader)
         self.out = folder.path
         self.epoch, self.step, self.batch_in_epoch = 0, 0, 0
         self.partial = _fresh_partial()
@@ -483,7 +484,8 @@ class Trainer:
 
     def _end_of_epoch(self):
         p = self.partial
-        test_loss, test_error = evaluate(self.model, self.test_loader)
+        test_loss, test_error = (evaluate(self.model, self.test_loader) if self.eval_graph is None
+                                 else self.eval_graph.evaluate())
         row = {"epoch": self.epoch + 1, "iteration": self.step, "lr": p["lr"],
                "train_loss": p["loss_sum"] / p["seen"], "train_error": p["wrong"] / p["seen"],
                "test_loss": test_loss, "test_error": test_error,

@@ -175,6 +175,21 @@ def test_graphed_replays_and_keeps_its_memory():
     assert g.captured and g.calls == 5
 
 
+@gpu
+def test_evaluation_graph_equals_evaluate(monkeypatch):
+    _cupy()
+    from minires.kernels import cuda as K
+    model, _, _, _ = _setup()
+    test = data.DataLoader((IMAGES, LABELS), BATCH, device="cuda")      # batches 4, 4, 2
+    monkeypatch.setattr(K, "GEMM", "own")
+    want = train_mod.evaluate(model, test)
+    monkeypatch.undo()
+    eg = cuda_graph.EvaluationGraph(model, test)
+    assert eg.evaluate() == want and eg.graph.captured      # batch 1 the warm-up, batch 2 captured
+    assert eg.evaluate() == want and eg.graph.calls == 4     # two launches, the tail eagerly
+    assert model.training
+
+
 def _trainer_run(tmp_path, monkeypatch, graph, log_every=2):
     """Trainer on the tiny problem (two epochs, an lr milestone, evaluation with a bigger
     batch than training, so the conv workspace grows between launches)."""
