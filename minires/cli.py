@@ -90,7 +90,8 @@ def _train_parser(sub):
                             "launch per step (minires's own GEMM kernel inside; NaN/loss read every "
                             "--log-every steps) (default: off, eager steps)")
     graph.add_argument("--no-graph", dest="graph", action="store_false",
-                       help="eager steps (with --resume: continue a --graph run eagerly)")
+                       help="eager steps; with --resume, continue a --graph run eagerly "
+                            "(the default for a new run)")
     option("--limit-train", "use only the first N training images", type=int, shown="all")
     option("--limit-test", "use only the first N test images", type=int, shown="all")
     p.add_argument("--no-progress", dest="progress", action="store_false",

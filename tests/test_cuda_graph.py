@@ -127,9 +127,12 @@ def test_what_cannot_be_captured_is_a_clear_error():
         return lin(x).data
 
     cases = [(host_read, "own", "read a device value on the host"),
-             (host_copy, "own", "copies host data to the device"),
              (lambda: lin(x).data, "keep", "cuBLAS"),
-             (lambda: cp.random.default_rng(0).random(3), "own", "random numbers")]
+             (lambda: cp.random.rand(3), "own", "random numbers")]      # cuRAND's setStream refuses
+    if cp.__version__.endswith("emulated"):
+        # the emulator refuses host-to-device copies in capture (stricter than CuPy, which may
+        # capture a copy from a staging buffer it reuses)
+        cases.append((host_copy, "own", "copies host data to the device"))
     for step, gemm, words in cases:
         g = cuda_graph.graphed(step, gemm=gemm)
         g()                                                    # the eager warm-up is fine

@@ -3,8 +3,11 @@
 What it is for: the op glue (ops -> kernels/cuda -> RawModule launches) runs as it
 would on a GPU, and what real CuPy refuses, or does differently from NumPy, fails
 or differs here too, so that a test which passes against this fake has a fair
-chance of passing on a GPU.  It is NOT CuPy: no asynchrony, no streams, no memory
-pool, no cuBLAS (see tests/cuda_emulator/README.md).
+chance of passing on a GPU.  It is NOT CuPy: no asynchrony, no concurrent streams,
+no cuBLAS (see tests/cuda_emulator/README.md).  Stream capture is emulated by
+recording (the "stream capture" section below): captured work runs only at each
+Graph.launch(), host reads, cuBLAS and cuRAND are refused during capture, and a
+graph that uses memory freed back to the default pool refuses to launch.
 
 Arrays.  ``cupy.ndarray`` is a NumPy subclass defined in this module
 (``type(a).__module__ == 'cupy'``).  Where CuPy differs from NumPy in ways code can
