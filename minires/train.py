@@ -14,6 +14,9 @@ Defaults are He et al. 2015's CIFAR recipe for ResNet-20: batch 128, SGD with
 momentum 0.9, weight decay 1e-4, lr 0.1 divided by 10 at 32k and 48k
 iterations, 64k iterations, 4-pixel pad + random crop + horizontal flip.
 
+On the GPU, ``--graph`` runs each step as one CUDA-graph launch instead (cuda_graph.py:
+the graph gathers its own batch, loss and errors stay on the device until a read-back).
+
 The run folder (settings, checkpoint, metrics, lock, resume) is run_folder.py's job;
 this file only asks it to commit once per epoch.  SIGINT and SIGTERM stop a run at
 the next step boundary, saved, with RunInterrupted (exit status 128 + signal).
