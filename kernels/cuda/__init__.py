@@ -1,7 +1,7 @@
 """CUDA kernels (CUDA C compiled by CuPy).  The interface of ``minires.kernels.cpu``, on CuPy arrays:
 
-    im2col(x, kernel, stride, padding, dilation, out_hw, out=None) -> cols (C*kh*kw, N*Ho*Wo)
-    col2im(cols, x_shape, kernel, stride, padding, dilation, out_hw, out=None) -> x
+    im2col(x, kernel, stride, padding, dilation, out_hw, groups=1, out=None) -> cols (N*Ho*Wo, kh*kw*C)
+    col2im(cols, x_shape, kernel, stride, padding, dilation, out_hw, groups=1, out=None) -> x
     batch_norm_forward(x3, gamma, beta, eps) -> y3, mean, var, invstd   (x3: (N, C, L); stats float64)
     batch_norm_backward(g3, x3, mean, invstd, gamma) -> dx3, dgamma, dbeta
     batch_norm_update_running(running_mean, running_var, mean, var, count, momentum)  (in place)
@@ -11,6 +11,8 @@
     avg_pool2d_backward(g, x_shape, kernel, stride, padding, count_include_pad) -> dx
     CONV_WORKSPACE_BYTES
 
+x is channels-last (N, H, W, C); a row of cols is one output pixel, its taps ordered
+(channel group, kernel row, kernel column, channel of the group) -- kernels/cpu/columns.py.
 float32 and float64; the arrays are made C-contiguous when they are not (a copy),
 and the results are new arrays unless ``out=`` is given (then nothing is allocated).
 

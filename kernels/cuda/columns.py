@@ -24,7 +24,8 @@ def _geometry_ints(*values):
 
 
 def im2col(x, kernel, stride, padding, dilation, out_hw, groups=1, out=None):
-    """x (N, H, W, C) channels-last -> cols (N*Ho*Wo, C*kh*kw), written into ``out`` when given.
+    """x (N, H, W, C) channels-last -> cols (N*Ho*Wo, kh*kw*C), written into ``out`` when given;
+    taps ordered (group, i, j, channel of the group), see the module docstring.
 
     columns.cu: one thread per element of cols.
     """
@@ -45,7 +46,7 @@ def im2col(x, kernel, stride, padding, dilation, out_hw, groups=1, out=None):
 
 
 def col2im(cols, x_shape, kernel, stride, padding, dilation, out_hw, groups=1, out=None):
-    """cols (N*Ho*Wo, C*kh*kw) -> x (N, H, W, C) channels-last, summing overlapping taps
+    """cols (N*Ho*Wo, kh*kw*C) -> x (N, H, W, C) channels-last, summing overlapping taps
     (im2col's adjoint).
 
     columns.cu: one thread per input element gathering its taps (no atomics); ``out``

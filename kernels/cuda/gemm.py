@@ -32,10 +32,11 @@ def gemm(a, b, out=None, *, trans_a=False, trans_b=False, accumulate=False):
     With ``out`` given nothing is allocated and nothing waits for the device: one
     kernel launch on the current stream (or none, for an empty product).  So it
     can run inside CUDA-graph capture, where cupy.matmul's cuBLAS call is refused.
-    ``out`` must not overlap a or b.  conv2d's products map onto it as:
-        W @ cols                  gemm(w_groups, cols)
-        g2 @ cols^T  (dW +=)      gemm(g2, cols, out=gw, trans_b=True, accumulate=True)
-        W^T @ g2                  gemm(w_groups, g2, trans_a=True)
+    ``out`` must not overlap a or b.  conv2d's products (minires/ops/conv.py: cols
+    (n*L, K), W (Cout, K), g^T (n*L, Cout), one group) map onto it as:
+        out^T = cols @ W^T        gemm(cols, w2, out=res, trans_b=True)
+        dW    = g^T^T @ cols      gemm(gt, cols, out=gw, trans_a=True)   (accumulate=True: dW +=)
+        dcols = g^T @ W           gemm(gt, w2, out=dcols)
     """
     cp = _cupy()
     if a.dtype != b.dtype:
