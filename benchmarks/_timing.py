@@ -29,11 +29,14 @@ def machine():
     return f"{platform.processor() or platform.machine()}, {cores} cores, Python {platform.python_version()}"
 
 
-def minires_resnet20_step(device, batch):
+def minires_resnet20_step(device, batch, graph_ready=False):
     """The benchmarked work, built the same way by every script: (step, sync).
 
     step() = one ResNet-20 training step (forward, cross-entropy, backward, SGD with
     momentum 0.9 and weight decay 1e-4) on a fixed random batch; sync() waits for the GPU.
+    graph_ready=True: the same step in the form a CUDA graph can capture (what
+    cuda_graph.TrainingGraph runs): gradients zeroed in place instead of set to None, the
+    learning rate read by the SGD kernel from a device array instead of passed from the host.
     """
     import numpy as np
 
@@ -46,10 +49,12 @@ def minires_resnet20_step(device, batch):
     x = mr.tensor(rng.standard_normal((batch, 3, 32, 32)).astype(np.float32), device=device)
     y = mr.tensor(rng.integers(0, 10, batch), device=device)
 
+    lr = [mr.backend.get_array_module(x.data).full(1, 0.1, np.float64)] if graph_ready else None
+
     def step():
         loss = F.cross_entropy(model(x), y)
-        opt.zero_grad()
+        opt.zero_grad(set_to_none=not graph_ready)
         loss.backward()
-        opt.step()
+        opt.step(lr=lr)
     sync = mr.backend.cupy_module().cuda.Device().synchronize if device == "cuda" else (lambda: None)
     return step, sync
