@@ -81,6 +81,11 @@ def test_graph_mode_equals_eager_mode_bit_for_bit(monkeypatch):
             losses.append(loss_sum / batch)
             assert bad == -1 and 0 <= wrong <= batch
     assert tg.graph.captured and tg.graph.calls == 4          # 1 warm-up + capture/launch + 2 launches
+    # the buffers the kernel wrappers cache (made at the warm-up, used by the graph) are held
+    from minires.kernels.cuda import _launch, sgd
+    held = {id(x) for x in tg.graph._held}
+    assert _launch._workspaces and sgd._sgd_tables
+    assert all(id(v) in held for v in (*_launch._workspaces.values(), *sgd._sgd_tables.values()))
     assert opt.param_groups[0]["lr"] == pytest.approx(0.01)     # the milestone passed
     assert losses == eager_losses
     state = model.state_dict()
