@@ -246,3 +246,16 @@ def test_graph_may_change_on_resume():
     assert settings["graph"] is False
     settings, _ = resume_settings({"lr": 0.1}, {"graph": True})      # saved before --graph existed
     assert settings["graph"] is True
+
+
+def test_nan_stop_in_graph_mode_says_when_it_was_found():
+    from types import SimpleNamespace
+    trainer = SimpleNamespace(epoch=0, checkpoint_path="runs/x/checkpoint.npz")
+    with pytest.raises(train_mod.TrainingDiverged) as e:
+        train_mod.Trainer._check_finite(trainer, 9, detected=12, every=4)
+    said = str(e.value)
+    assert "at iteration 9 (epoch 1, found at the read-back after iteration 11" in said
+    assert "--log-every 4" in said and "\n" not in said
+    with pytest.raises(train_mod.TrainingDiverged, match=r"at iteration 9 \(epoch 1\); stopped"):
+        train_mod.Trainer._check_finite(trainer, 9, detected=10, every=4)     # found at once
+    train_mod.Trainer._check_finite(trainer, -1, detected=12, every=4)         # all finite
