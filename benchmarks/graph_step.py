@@ -9,6 +9,10 @@ thread pools in one process slow each other down; a crash or a hang costs one ro
     minires-cublas   eager, products through cupy.matmul (cuBLAS)       -- minires's default
     minires-own      eager, kernels.cuda.GEMM = 'own' (minires's GEMM kernel)
     minires-graph    minires.cuda_graph.graphed(step): one Graph.launch() per step (own GEMM)
+    minires-train-graph  what `minires train --graph` replays: cuda_graph.TrainingGraph, the
+                     batch gathered, pad-cropped and flipped inside the graph from a random
+                     uint8 data set on the device (4 batches of images), loss/error sums and
+                     the non-finite flag on the device (the data path the others leave out)
     torch-eager      PyTorch eager, cuDNN
     torch-graph      the whole step (forward, backward, SGD) captured with torch.cuda.graph
     torch-compile    torch.compile(model) (default mode), eager optimizer; skipped with the
@@ -42,11 +46,12 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FORWARD_MACS = 40_551_040          # ResNet-20 per 32x32 image (minires summary resnet20)
-VARIANTS = ("minires-cublas", "minires-own", "minires-graph", "torch-eager", "torch-graph",
-            "torch-compile")
+VARIANTS = ("minires-cublas", "minires-own", "minires-graph", "minires-train-graph", "torch-eager",
+            "torch-graph", "torch-compile")
 BASELINE = "torch-eager"
 # the order rows run in: the baseline first, then by what the issue needs most
-RUN_ORDER = ("torch-eager", "minires-graph", "minires-cublas", "torch-graph", "minires-own", "torch-compile")
+RUN_ORDER = ("torch-eager", "minires-graph", "minires-cublas", "torch-graph", "minires-own",
+             "minires-train-graph", "torch-compile")
 
 
 # ------------------------------------------------------------------ timing, shared
@@ -179,20 +184,23 @@ def run_minires(args, variant, tf32):
         out["tf32"] = "off"
     K.GEMM = "cublas" if variant == "minires-cublas" else "own"
     K.load_all()
-    train_step, sync = minires_resnet20_step("cuda", args.batch, graph_ready=True)
-    step = train_step
-    if variant == "minires-graph":
-        from minires import cuda_graph
-        step = cuda_graph.graphed(train_step, warmup=args.warmup)
+    if variant == "minires-train-graph":
+        step, graphed, sync = _train_graph_step(args.batch)
+    else:
+        train_step, sync = minires_resnet20_step("cuda", args.batch, graph_ready=True)
+        step = graphed = train_step
+        if variant == "minires-graph":
+            from minires import cuda_graph
+            step = graphed = cuda_graph.graphed(train_step, warmup=args.warmup)
     for _ in range(args.warmup + 1):                       # graph: the capture is the last
         step()
     sync()
     out.update(_summary(*_times(step, args.repeats, sync)))
     pool = cp.get_default_memory_pool()
     reserved = pool.total_bytes()
-    if variant == "minires-graph":
-        reserved += step._pool.total_bytes()
-        out["launches"], out["launches_how"] = _graph_kernel_nodes(step.graph)
+    if variant in ("minires-graph", "minires-train-graph"):
+        reserved += graphed._pool.total_bytes()
+        out["launches"], out["launches_how"] = _graph_kernel_nodes(graphed.graph)
         out["host_launches"] = 1
     else:
         n, how = _cupti_kernels(step, 3, variant)
@@ -202,6 +210,29 @@ def run_minires(args, variant, tf32):
     out["reserved_mib"] = reserved / 2**20
     out["gemm"] = K.GEMM
     return out
+
+
+def _train_graph_step(batch):
+    """(step, its GraphedStep, sync): cuda_graph.TrainingGraph's step on a random uint8 data
+    set of 4 batches on the device, always at the epoch's first batch (static shapes)."""
+    import numpy as np
+
+    import minires as mr
+    from minires import cuda_graph, data
+    mr.manual_seed(0)
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (4 * batch, 3, 32, 32), dtype=np.uint8)
+    loader = data.DataLoader((images, rng.integers(0, 10, len(images))), batch, shuffle=True, seed=0,
+                             augment=True, device="cuda")
+    model = mr.models.resnet20().to("cuda")
+    opt = mr.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    tg = cuda_graph.TrainingGraph(model, opt, loader)
+    tg.start_epoch(0, 0, 0)
+
+    def step():
+        tg.position.fill(0)                     # a device fill: no host-to-device copy
+        tg.step(batch)
+    return step, tg.graph, mr.backend.cupy_module().cuda.Device().synchronize
 
 
 # ------------------------------------------------------------------ torch children
@@ -295,9 +326,9 @@ def child(variant, precision, args):
 
 def _row(v, precision, r, base, batch, gflop):
     if "ms" not in r:
-        return f"{v:<16}{precision:>5}  not run: {r['error']}"
+        return f"{v:<20}{precision:>5}  not run: {r['error']}"
     ratio = r["ms"] / base if base else None
-    return (f"{v:<16}{precision:>5}{r['ms']:9.2f}{r['ms_min']:8.2f}{r['ms_max']:8.2f}{_fmt(ratio, '.2f', 9)}"
+    return (f"{v:<20}{precision:>5}{r['ms']:9.2f}{r['ms_min']:8.2f}{r['ms_max']:8.2f}{_fmt(ratio, '.2f', 9)}"
             f"{r['host_ms']:8.2f}{r['pipelined_ms']:8.2f}{batch / r['ms'] * 1000:8.0f}"
             f"{gflop / r['ms'] * 1000:8.0f}{_fmt(r.get('reserved_mib'), '.0f', 7)}"
             f"{_fmt(r.get('launches'), '.0f', 7)}  {r.get('tf32', '')}"
@@ -345,7 +376,7 @@ def main():
           flush=True)
     results = {}
     started = time.perf_counter()
-    header = (f"{'variant':<16}{'prec':>5}{'median':>9}{'min':>8}{'max':>8}{'vs torch':>9}{'host':>8}"
+    header = (f"{'variant':<20}{'prec':>5}{'median':>9}{'min':>8}{'max':>8}{'vs torch':>9}{'host':>8}"
               f"{'piped':>8}{'img/s':>8}{'GFLOP/s':>8}{'MiB':>7}{'launch':>7}  tf32 / notes")
     print("ms/step synchronised after every step (median, min, max); host = the step's Python without a "
           "sync (median); piped = N steps, then one sync, / N\n" + header, flush=True)

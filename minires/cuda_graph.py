@@ -152,7 +152,7 @@ class GraphedStep:
             raise CaptureError("graphed: minires.trace() is recording; a trace records Python "
                                "calls, which a graph replay does not make -- trace an eager step")
         K = backend.kernels_for(cp)
-        K.load_all()                           # loading a module inside a capture is not allowed
+        K.load_all()                           # no module compiled or loaded during the capture
         self._held = _kernel_buffers(K)        # kept alive with the graph (see the module doc)
         self._pool = cp.cuda.MemoryPool()
         self._stream = cp.cuda.Stream(non_blocking=True)

@@ -81,6 +81,11 @@ def test_graph_mode_equals_eager_mode_bit_for_bit(monkeypatch):
             losses.append(loss_sum / batch)
             assert bad == -1 and 0 <= wrong <= batch
     assert tg.graph.captured and tg.graph.calls == 4          # 1 warm-up + capture/launch + 2 launches
+    # the buffers the kernel wrappers cache (made at the warm-up, used by the graph) are held
+    from minires.kernels.cuda import _launch, sgd
+    held = {id(x) for x in tg.graph._held}
+    assert _launch._workspaces and sgd._sgd_tables
+    assert all(id(v) in held for v in (*_launch._workspaces.values(), *sgd._sgd_tables.values()))
     assert opt.param_groups[0]["lr"] == pytest.approx(0.01)     # the milestone passed
     assert losses == eager_losses
     state = model.state_dict()
@@ -241,3 +246,16 @@ def test_graph_may_change_on_resume():
     assert settings["graph"] is False
     settings, _ = resume_settings({"lr": 0.1}, {"graph": True})      # saved before --graph existed
     assert settings["graph"] is True
+
+
+def test_nan_stop_in_graph_mode_says_when_it_was_found():
+    from types import SimpleNamespace
+    trainer = SimpleNamespace(epoch=0, checkpoint_path="runs/x/checkpoint.npz")
+    with pytest.raises(train_mod.TrainingDiverged) as e:
+        train_mod.Trainer._check_finite(trainer, 9, detected=12, every=4)
+    said = str(e.value)
+    assert "at iteration 9 (epoch 1, found at the read-back after iteration 11" in said
+    assert "--log-every 4" in said and "\n" not in said
+    with pytest.raises(train_mod.TrainingDiverged, match=r"at iteration 9 \(epoch 1\); stopped"):
+        train_mod.Trainer._check_finite(trainer, 9, detected=10, every=4)     # found at once
+    train_mod.Trainer._check_finite(trainer, -1, detected=12, every=4)         # all finite

@@ -169,6 +169,8 @@ def _alloc(shape, dtype):
 
 def _current_pool():
     """The private MemoryPool that allocations go to now (using_allocator / set_allocator), else None."""
+    if getattr(_tls, "probing", False):        # a probe's results are dropped at once
+        return None
     allocator = getattr(_tls, "allocator", None) or _global_allocator[0]
     pool = getattr(allocator, "__self__", None)
     return pool if hasattr(pool, "_blocks") else None
@@ -481,12 +483,35 @@ def _store(outs, results):
         _np.copyto(outs.view(_np.ndarray), _unwrap(results), casting="unsafe")
 
 
+def _probe(compute, args, kwargs):
+    """Run a captured computation once, now, on whatever the inputs hold (garbage, for
+    results of the capture) -- only for the shapes and dtypes of its results, which
+    do not depend on the values.  Garbage can make NumPy warn, or index out of bounds
+    where the GPU would read whatever is there: then integer inputs are zeroed."""
+    import warnings
+    _tls.probing = True
+    try:
+        with _Suspend(), _np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                return compute(*args, **kwargs)
+            except IndexError:
+                def zeroed(x, depth=0):
+                    if isinstance(x, ndarray) and x.dtype.kind in "iu":
+                        return zeros(x.shape, x.dtype)
+                    if isinstance(x, (list, tuple)) and depth < 4:
+                        return type(x)(zeroed(v, depth + 1) for v in x)
+                    return x
+                return compute(*zeroed(args), **{k: zeroed(v) for k, v in kwargs.items()})
+    finally:
+        _tls.probing = False
+
+
 def _captured_call(cap, what, compute, *args, **kwargs):
     """A pure device computation during capture: probe it for its result's shapes, hand
     out garbage of those shapes (views of the inputs stay views) and record the
     computation into them."""
-    with _Suspend():
-        probe = compute(*args, **kwargs)
+    probe = _probe(compute, args, kwargs)
     roots = _input_roots((args, kwargs), set())
     if isinstance(probe, _np.ndarray) and _is_view_of(probe, roots):
         return probe                              # a view: nothing runs on the device
