@@ -10,15 +10,17 @@
 #                           --graph and the PyTorch reference, seed 0; then the paper's 64k-iteration
 #                           recipe for minires (resumable: a later call or session continues it);
 #                           then seed 1 of the 30-epoch pair if time is left
+#     --part 3  (BUDGET)    the 64k-iteration recipe alone, started or resumed, for a session that
+#                           can give it a whole call (BUDGET default 570: one 10-minute call)
 #
 # Steps run in order of importance, each under its own limit and all under one deadline
-# (BUDGET seconds, default 540 for part 1 and 240 for part 2: set BUDGET for part 2 from the
-# device time left, see docs/gpu-session.md), so a slow step costs only what comes after it.  How to run it, what each figure fills in docs/benchmarks.md:
-# docs/gpu-session.md.  In short, once in the checkout that the device tool sends:
-#     echo /.data/ >> "$(git rev-parse --git-common-dir)/info/exclude"
+# (BUDGET seconds; defaults 540, 240, 570 for parts 1, 2, 3: set BUDGET for part 2 from the
+# device time left), so a slow step costs only what comes after it.  How to run it, and what
+# each figure fills in docs/benchmarks.md and docs/results.md: docs/gpu-session.md.  In short,
+# once, in the checkout that the device tool sends (.gitignore ignores /.data/):
 #     mkdir -p .data && cp ../shared/data/cifar-10-jpeg.tar.gz .data/
 #     device run, carry [".data"], timeout_s 600:  bash benchmarks/gpu_session.sh --part 1
-#     device run, carry [".data"], timeout_s 600:  bash benchmarks/gpu_session.sh --part 2
+#     device run, carry [".data"], timeout_s 600:  BUDGET=... bash benchmarks/gpu_session.sh --part 2
 # Everything goes to $OUT: session-N.log (all output), graph_step.json, gpu_epoch.json,
 # runs-N.tar.gz (each run folder's config, metrics, curves and, for the 64k run, the
 # checkpoint to resume from).  At most 8 files come back from $OUT: keep it that way.
@@ -28,13 +30,14 @@ while (($#)); do
   case $1 in
     --part) PART=${2:-}; shift 2 ;;
     --part=*) PART=${1#--part=}; shift ;;
-    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
-    *) echo "gpu_session.sh: unknown argument $1 (usage: gpu_session.sh --part 1|2)" >&2; exit 2 ;;
+    -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d'; exit 0 ;;
+    *) echo "gpu_session.sh: unknown argument $1 (usage: gpu_session.sh --part 1|2|3)" >&2; exit 2 ;;
   esac
 done
-[[ $PART == 1 || $PART == 2 ]] || { echo "gpu_session.sh: --part must be 1 or 2, got '$PART'" >&2; exit 2; }
+[[ $PART == [123] ]] || { echo "gpu_session.sh: --part must be 1, 2 or 3, got '$PART'" >&2; exit 2; }
 OUT=${OUT:-/tmp/minires-gpu}
-BUDGET=${BUDGET:-$([[ $PART == 1 ]] && echo 540 || echo 240)}
+case $PART in 1) DEFAULT_BUDGET=540 ;; 2) DEFAULT_BUDGET=240 ;; 3) DEFAULT_BUDGET=570 ;; esac
+BUDGET=${BUDGET:-$DEFAULT_BUDGET}
 DATA=$PWD/.data                        # carried: cifar-10-jpeg.tar.gz (and runs to resume)
 JPEG=$DATA/cifar-10-jpeg               # extracted here: train/<class>/*.jpg, test/<class>/*.jpg
 RUNS=$DATA/runs
@@ -111,8 +114,19 @@ if [[ $PART == 1 ]]; then
 
   log "4. epoch time on the 50k JPEG copy, data and augmentation on the device"
   step 150 python3 benchmarks/gpu_epoch.py --data "$JPEG" --epochs 2 --json "$OUT/gpu_epoch.json"
-else
-  COMMON=(--dataset imagefolder --data-dir "$JPEG" --augment --batch-size 128)
+fi
+COMMON=(--dataset imagefolder --data-dir "$JPEG" --augment --batch-size 128)
+R64K=$RUNS/minires-jpeg-64k-s0
+paper_recipe() {   # LIMIT: the paper's 64k iterations for minires, started, or resumed where it stopped
+  if [[ -f $R64K/config.json ]]; then
+    step "$1" python3 -m minires train --resume "$R64K" --device gpu --graph --no-progress
+  else
+    step "$1" python3 -m minires train --model resnet20 "${COMMON[@]}" --iterations 64000 \
+        --milestones 32000 48000 --device gpu --graph --seed 0 --out "$R64K" --no-progress
+  fi
+  pack_runs
+}
+if [[ $PART == 2 ]]; then
   log "1. full size, 30 epochs (lr 0.1, /10 at epochs 15 and 22), seed 0: minires --graph, then PyTorch"
   step 240 python3 -m minires train --model resnet20 "${COMMON[@]}" --epochs 30 --milestones 15 22 \
       --device gpu --graph --seed 0 --out "$RUNS/minires-jpeg-e30-s0" --no-progress
@@ -121,13 +135,7 @@ else
   pack_runs
 
   log "2. the paper's recipe: 64k iterations, lr 0.1, /10 at 32k and 48k (resumed if a run folder is there)"
-  if [[ -f $RUNS/minires-jpeg-64k-s0/config.json ]]; then
-    step 300 python3 -m minires train --resume "$RUNS/minires-jpeg-64k-s0" --device gpu --graph --no-progress
-  else
-    step 300 python3 -m minires train --model resnet20 "${COMMON[@]}" --iterations 64000 \
-        --milestones 32000 48000 --device gpu --graph --seed 0 --out "$RUNS/minires-jpeg-64k-s0" --no-progress
-  fi
-  pack_runs
+  paper_recipe 300
 
   log "3. seed 1 of the 30-epoch pair, if time is left"
   step 240 python3 -m minires train --model resnet20 "${COMMON[@]}" --epochs 30 --milestones 15 22 \
@@ -135,5 +143,9 @@ else
   step 180 python3 benchmarks/torch_reference_train.py "${COMMON[@]}" --epochs 30 --milestones 15 22 \
       --seed 1 --device cuda --data-device cuda --out "$RUNS/torch-jpeg-e30-s1"
   pack_runs
+fi
+if [[ $PART == 3 ]]; then
+  log "the paper's recipe alone: 64k iterations, lr 0.1, /10 at 32k and 48k (resumed if a run folder is there)"
+  paper_recipe "$BUDGET"
 fi
 log "done $(date -u +%FT%TZ)"

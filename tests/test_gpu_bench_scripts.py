@@ -41,7 +41,7 @@ def test_bad_usage_exits_2():
 def test_gpu_session_script_usage():
     script = os.path.join(BENCH, "gpu_session.sh")
     assert run("bash", "-n", script).returncode == 0
-    done = run("bash", script, "--part", "3")
-    assert done.returncode == 2 and "--part must be 1 or 2" in done.stderr
+    done = run("bash", script, "--part", "4")
+    assert done.returncode == 2 and "--part must be 1, 2 or 3" in done.stderr
     done = run("bash", script, "--help")
     assert done.returncode == 0 and "--part 2" in done.stdout
