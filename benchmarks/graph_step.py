@@ -201,7 +201,8 @@ def run_minires(args, variant, tf32):
     if variant in ("minires-graph", "minires-train-graph"):
         reserved += graphed._pool.total_bytes()
         out["launches"], out["launches_how"] = _graph_kernel_nodes(graphed.graph)
-        out["host_launches"] = 1
+        out["host_launches"] = ("1 graph launch" if variant == "minires-graph"
+                                else "1 graph launch + 1 fill (the batch position)")
     else:
         n, how = _cupti_kernels(step, 3, variant)
         if n is None:
@@ -283,7 +284,7 @@ def run_torch(args, variant, tf32):
         with torch.cuda.graph(graph):
             eager_step(zero=False)
         step = graph.replay
-        out["host_launches"] = 1
+        out["host_launches"] = "1 graph replay"
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     for _ in range(args.warmup + 2):
@@ -403,7 +404,7 @@ def main():
     for (v, precision), r in results.items():
         if "launches_how" in r:
             print(f"  {v} {precision}: {r['launches_how']}"
-                  + (f"; host calls per step: {r['host_launches']} graph launch" if "host_launches" in r else ""))
+                  + (f"; host calls per step: {r['host_launches']}" if "host_launches" in r else ""))
     print("MiB: minires = CuPy pool total (+ the graph's private pool); torch = max_memory_reserved")
 
 
