@@ -116,36 +116,41 @@ if [[ $PART == 1 ]]; then
   step 150 python3 benchmarks/gpu_epoch.py --data "$JPEG" --epochs 2 --json "$OUT/gpu_epoch.json"
 fi
 COMMON=(--dataset imagefolder --data-dir "$JPEG" --augment --batch-size 128)
-R64K=$RUNS/minires-jpeg-64k-s0
-paper_recipe() {   # LIMIT: the paper's 64k iterations for minires, started, or resumed where it stopped
-  if [[ -f $R64K/config.json ]]; then
-    step "$1" python3 -m minires train --resume "$R64K" --device gpu --graph --no-progress
+E30=(--epochs 30 --milestones 15 22)
+# minires_run LIMIT RUN ARGS...: `minires train ARGS --out RUN`, or, when RUN already holds a run
+# (an earlier call's, cut off at its limit and saved), `minires train --resume RUN`.
+minires_run() {
+  local limit=$1 run=$2; shift 2
+  if [[ -f $run/config.json ]]; then
+    step "$limit" python3 -m minires train --resume "$run" --device gpu --graph --no-progress
   else
-    step "$1" python3 -m minires train --model resnet20 "${COMMON[@]}" --iterations 64000 \
-        --milestones 32000 48000 --device gpu --graph --seed 0 --out "$R64K" --no-progress
+    step "$limit" python3 -m minires train --model resnet20 "${COMMON[@]}" "$@" --device gpu --graph \
+        --out "$run" --no-progress
   fi
   pack_runs
 }
+# torch_run LIMIT RUN SEED: the PyTorch reference, 30 epochs, unless RUN already holds all 30
+torch_run() {
+  if [[ -f $2/metrics.jsonl ]] && (( $(wc -l < "$2/metrics.jsonl") >= 30 )); then
+    log "$2 already holds 30 epochs: not run again"; return 0
+  fi
+  step "$1" python3 benchmarks/torch_reference_train.py "${COMMON[@]}" "${E30[@]}" --seed "$3" \
+      --device cuda --data-device cuda --out "$2"
+  pack_runs
+}
+PAPER=(--iterations 64000 --milestones 32000 48000 --seed 0)
 if [[ $PART == 2 ]]; then
   log "1. full size, 30 epochs (lr 0.1, /10 at epochs 15 and 22), seed 0: minires --graph, then PyTorch"
-  step 240 python3 -m minires train --model resnet20 "${COMMON[@]}" --epochs 30 --milestones 15 22 \
-      --device gpu --graph --seed 0 --out "$RUNS/minires-jpeg-e30-s0" --no-progress
-  step 180 python3 benchmarks/torch_reference_train.py "${COMMON[@]}" --epochs 30 --milestones 15 22 \
-      --seed 0 --device cuda --data-device cuda --out "$RUNS/torch-jpeg-e30-s0"
-  pack_runs
-
+  minires_run 240 "$RUNS/minires-jpeg-e30-s0" "${E30[@]}" --seed 0
+  torch_run 180 "$RUNS/torch-jpeg-e30-s0" 0
   log "2. the paper's recipe: 64k iterations, lr 0.1, /10 at 32k and 48k (resumed if a run folder is there)"
-  paper_recipe 300
-
+  minires_run 300 "$RUNS/minires-jpeg-64k-s0" "${PAPER[@]}"
   log "3. seed 1 of the 30-epoch pair, if time is left"
-  step 240 python3 -m minires train --model resnet20 "${COMMON[@]}" --epochs 30 --milestones 15 22 \
-      --device gpu --graph --seed 1 --out "$RUNS/minires-jpeg-e30-s1" --no-progress
-  step 180 python3 benchmarks/torch_reference_train.py "${COMMON[@]}" --epochs 30 --milestones 15 22 \
-      --seed 1 --device cuda --data-device cuda --out "$RUNS/torch-jpeg-e30-s1"
-  pack_runs
+  minires_run 240 "$RUNS/minires-jpeg-e30-s1" "${E30[@]}" --seed 1
+  torch_run 180 "$RUNS/torch-jpeg-e30-s1" 1
 fi
 if [[ $PART == 3 ]]; then
   log "the paper's recipe alone: 64k iterations, lr 0.1, /10 at 32k and 48k (resumed if a run folder is there)"
-  paper_recipe "$BUDGET"
+  minires_run "$BUDGET" "$RUNS/minires-jpeg-64k-s0" "${PAPER[@]}"
 fi
 log "done $(date -u +%FT%TZ)"
