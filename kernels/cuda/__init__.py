@@ -61,7 +61,7 @@ from ._launch import BLOCK, load_all, workspace
 from .batchnorm import (BN_ITEMS, BN_REDUCE_BLOCK, batch_norm_backward, batch_norm_forward,
                         batch_norm_relu_backward, batch_norm_relu_forward, batch_norm_update_running)
 from .columns import col2im, im2col
-from .gemm import GEMM_BM, GEMM_BN, GEMM_THREADS, gemm, matmul
+from .gemm import GEMM_BM, GEMM_BNS, GEMM_THREADS, gemm, matmul
 from .loss import CE_ROWS_PER_BLOCK, cross_entropy_backward, cross_entropy_forward
 from .pooling import (POOL_GEOMETRY_INTS, avg_pool2d_backward, avg_pool2d_forward, max_pool2d_backward,
                       max_pool2d_forward)
@@ -88,5 +88,5 @@ __all__ = ["workspace", "im2col", "col2im", "batch_norm_forward", "batch_norm_ba
            "CONV_WORKSPACE_BYTES",
            "batch_norm_relu_forward", "batch_norm_relu_backward", "GEMM", "gemm", "matmul",
            "sgd_step", "cross_entropy_forward", "cross_entropy_backward", "load_all",
-           "BLOCK", "BN_REDUCE_BLOCK", "BN_ITEMS", "GEMM_BM", "GEMM_BN", "GEMM_THREADS", "SGD_CHUNK",
+           "BLOCK", "BN_REDUCE_BLOCK", "BN_ITEMS", "GEMM_BM", "GEMM_BNS", "GEMM_THREADS", "SGD_CHUNK",
            "SGD_THREADS", "CE_ROWS_PER_BLOCK", "POOL_GEOMETRY_INTS"]
