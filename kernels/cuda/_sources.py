@@ -51,9 +51,10 @@ KERNELS = {
                         for t in FLOATS for r in BOOLS]),
     "pooling.cu": _per_float("max_pool_forward_kernel", "max_pool_backward_kernel",
                              "avg_pool_forward_kernel", "avg_pool_backward_kernel"),
-    # gemm_kernel<T, TRANS_A, TRANS_B, BN>: BN = gemm.py's GEMM_BNS (test_cuda_sources checks)
-    "gemm.cu": ([expr("gemm_kernel", t, ta, tb, bn) for t in FLOATS for ta in BOOLS for tb in BOOLS
-                 for bn in GEMM_BNS]
+    # gemm_kernel<T, TRANS_A, TRANS_B, BN, TF32>: BN = gemm.py's GEMM_BNS (test_cuda_sources
+    # checks); TF32 (tensor cores) for float only
+    "gemm.cu": ([expr("gemm_kernel", t, ta, tb, bn, tf32) for t in FLOATS for ta in BOOLS for tb in BOOLS
+                 for bn in GEMM_BNS for tf32 in (BOOLS if t == "float" else ("false",))]
                 + _per_float("gemm_splitk_reduce_kernel")),
     "sgd.cu": _per_float("sgd_multi_tensor_kernel"),
     "loss.cu": [expr(k, t, i) for k in ("cross_entropy_forward_kernel", "cross_entropy_backward_kernel")

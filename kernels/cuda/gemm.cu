@@ -74,6 +74,23 @@
 //    op(B)^T op(A)^T instead (the narrow side then fits a narrow tile) and the
 //    reduction writes it transposed.
 //
+// 7. TF32 tensor cores (float only, opt-in: kernels.cuda.GEMM_TF32).  The
+//    same tiles, loads and timeline; only the math of a K step changes
+//    (Tf32Math instead of FmaMath).  The 4 warps of a block each own 32 rows
+//    of the 128 x BN tile: 2 x BN/8 tiles of 16 x 8, each one PTX instruction
+//    mma.sync.m16n8k8.tf32 per K step (a warp-wide 16x8x8 product, fp32
+//    accumulate, fragments in registers at the lane positions the PTX ISA
+//    fixes; see Tf32Math).  The tiles are rounded to TF32 (10-bit mantissa,
+//    cvt.rna: to nearest, ties away from zero) as they are stored to shared
+//    memory, so each element is rounded once.  Products of TF32 numbers are
+//    exact in fp32; the error is that of rounding the inputs, about 2^-11
+//    relative per operand, not K * 2^-24.  Inline PTX, not nvcuda::wmma: the
+//    sources include no header (NVRTC compiles them as they are), and the
+//    PTX fragment layout is documented, so the CUDA emulator can model it
+//    lane by lane (a wrong fragment index shows as a wrong result there).
+//    PAD = 8 for this path: the fragment reads (lane = 4 g + t reads row t,
+//    column g) then hit 32 different banks.
+//
 // Index arithmetic: element offsets are 64-bit (row * ld can pass 2^31); M, N
 // and K themselves are checked to fit in int by the Python side.
 // ---------------------------------------------------------------------------
@@ -82,15 +99,179 @@ typedef long long i64;
 
 constexpr int BM = 128;                       // rows of C per block
 constexpr int BK = 8;                         // depth of one K step
-constexpr int TM = 8;                         // rows of C per thread (registers)
+constexpr int TM = 8;                         // rows of C per thread (registers; FmaMath)
 constexpr int THREADS_X = 8;                  // threads across a tile's columns (TN = BN / THREADS_X)
 constexpr int THREADS_Y = BM / TM;            // 16 threads down its rows
 constexpr int THREADS = THREADS_X * THREADS_Y;   // 128 threads per block
-constexpr int PAD = 4;                        // shared-memory padding, see 5.
 constexpr int REDUCE_THREADS = 256;           // block of gemm_splitk_reduce_kernel
+
+template <bool C, typename A, typename B> struct Pick { typedef A type; };   // std::conditional, headerless
+template <typename A, typename B> struct Pick<false, A, B> { typedef B type; };
 
 template <typename T, int V> struct alignas(sizeof(T) * V) Vec { T v[V]; };   // one LDG of V elements
 
+// ------------------------------------------------------------------ PTX helpers
+// The CUDA emulator (tests/cuda_emulator/cuda_emu.h, which defines CUDA_EMU)
+// models these instructions; nvcc's host pass sees bodies it never calls.
+__device__ __forceinline__ unsigned cvt_rna_tf32(float x)       // float -> TF32 bits (low 13 bits 0)
+{
+#if defined(CUDA_EMU)
+    return ::emu::cvt_rna_tf32_f32(x);
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    unsigned r;
+    asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
+    return r;
+#else
+    return __float_as_uint(x);
+#endif
+}
+
+// d += A (16 x 8) @ B (8 x 8), one warp together; a[4], b[2], d[4] at the PTX ISA's lane positions (Tf32Math)
+__device__ __forceinline__ void mma_tf32_16x8x8(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2])
+{
+#if defined(CUDA_EMU)
+    ::emu::mma_m16n8k8_tf32(d, a, b, __LINE__);
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#elif defined(__CUDA_ARCH__)
+    __trap();                                 // no tensor-core TF32 before sm_80 (gemm.py checks first)
+#endif
+}
+
+// ---------------------------------------------------------- the math of a K step
+// FP32/FP64 on the CUDA cores: thread (tx, ty) owns rows ty + 16 i, columns tx + 8 j (see 3.).
+template <typename T, int BN>
+struct FmaMath {
+    static constexpr int PAD = 4;             // see 5.
+    static constexpr int TN = BN / THREADS_X;
+    static_assert(TN * THREADS_X == BN, "BN must be a multiple of THREADS_X");
+    T acc[TM][TN];
+
+    __device__ __forceinline__ static T to_smem(T v) { return v; }
+
+    __device__ __forceinline__ void zero()
+    {
+#pragma unroll
+        for (int i = 0; i < TM; ++i)
+#pragma unroll
+            for (int j = 0; j < TN; ++j)
+                acc[i][j] = T(0);
+    }
+
+    // BK rank-1 updates of the thread's TM x TN registers
+    __device__ __forceinline__ void step(const T (*As)[BM + PAD], const T (*Bs)[BN + PAD])
+    {
+        const int tx = threadIdx.x % THREADS_X, ty = threadIdx.x / THREADS_X;
+#pragma unroll
+        for (int k = 0; k < BK; ++k) {
+            T a_frag[TM], b_frag[TN];
+#pragma unroll
+            for (int i = 0; i < TM; ++i)
+                a_frag[i] = As[k][ty + i * THREADS_Y];
+#pragma unroll
+            for (int j = 0; j < TN; ++j)
+                b_frag[j] = Bs[k][tx + j * THREADS_X];
+#pragma unroll
+            for (int i = 0; i < TM; ++i)
+#pragma unroll
+                for (int j = 0; j < TN; ++j)
+                    acc[i][j] += a_frag[i] * b_frag[j];
+        }
+    }
+
+    // the thread's results to C (block tile at m0, n0), skipping those outside C
+    __device__ __forceinline__ void store(T* __restrict__ c, int M, int N, int m0, int n0, int accumulate) const
+    {
+        const int tx = threadIdx.x % THREADS_X, ty = threadIdx.x / THREADS_X;
+#pragma unroll
+        for (int i = 0; i < TM; ++i) {
+            const int gm = m0 + ty + i * THREADS_Y;
+            if (gm >= M) continue;
+#pragma unroll
+            for (int j = 0; j < TN; ++j) {
+                const int gn = n0 + tx + j * THREADS_X;
+                if (gn >= N) continue;
+                const i64 at = (i64)gm * N + gn;
+                c[at] = accumulate ? c[at] + acc[i][j] : acc[i][j];
+            }
+        }
+    }
+};
+
+// TF32 tensor cores (see 7.).  Warp w owns tile rows 32 w .. 32 w + 31: MI x NI tiles of
+// 16 x 8.  Lane = 4 g + t (g = 0..7, t = 0..3) holds, per the PTX ISA's mma.m16n8k8 .tf32:
+//   a[0..3] = A(g, t), A(g + 8, t), A(g, t + 4), A(g + 8, t + 4)       (16 x 8 tile of op(A))
+//   b[0..1] = B(t, g), B(t + 4, g)                                      (8 x 8 tile of op(B))
+//   d[0..3] = D(g, 2t), D(g, 2t + 1), D(g + 8, 2t), D(g + 8, 2t + 1)    (16 x 8 tile of C)
+template <int BN>
+struct Tf32Math {
+    static constexpr int PAD = 8;             // see 7.
+    static constexpr int WARPS = THREADS / 32;
+    static constexpr int WARP_ROWS = BM / WARPS;                 // 32
+    static constexpr int MI = WARP_ROWS / 16, NI = BN / 8;
+    static_assert(BK == 8 && MI * 16 * WARPS == BM && NI * 8 == BN, "the tile splits into 16 x 8 x 8 MMAs");
+    float acc[MI][NI][4];
+
+    __device__ __forceinline__ static float to_smem(float v) { return __uint_as_float(cvt_rna_tf32(v)); }
+
+    __device__ __forceinline__ void zero()
+    {
+#pragma unroll
+        for (int i = 0; i < MI; ++i)
+#pragma unroll
+            for (int j = 0; j < NI; ++j)
+#pragma unroll
+                for (int q = 0; q < 4; ++q)
+                    acc[i][j][q] = 0.0f;
+    }
+
+    __device__ __forceinline__ void step(const float (*As)[BM + PAD], const float (*Bs)[BN + PAD])
+    {
+        const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+        const int r0 = (threadIdx.x / 32) * WARP_ROWS;
+        unsigned a[MI][4], b[NI][2];
+#pragma unroll
+        for (int i = 0; i < MI; ++i) {        // As[k][m]: op(A)(m, k)
+            const int m = r0 + 16 * i + g;
+            a[i][0] = __float_as_uint(As[t][m]);
+            a[i][1] = __float_as_uint(As[t][m + 8]);
+            a[i][2] = __float_as_uint(As[t + 4][m]);
+            a[i][3] = __float_as_uint(As[t + 4][m + 8]);
+        }
+#pragma unroll
+        for (int j = 0; j < NI; ++j) {        // Bs[k][n]: op(B)(k, n)
+            b[j][0] = __float_as_uint(Bs[t][8 * j + g]);
+            b[j][1] = __float_as_uint(Bs[t + 4][8 * j + g]);
+        }
+#pragma unroll
+        for (int i = 0; i < MI; ++i)
+#pragma unroll
+            for (int j = 0; j < NI; ++j)
+                mma_tf32_16x8x8(acc[i][j], a[i], b[j]);
+    }
+
+    __device__ __forceinline__ void store(float* __restrict__ c, int M, int N, int m0, int n0, int accumulate) const
+    {
+        const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+        const int r0 = m0 + (threadIdx.x / 32) * WARP_ROWS;
+#pragma unroll
+        for (int i = 0; i < MI; ++i)
+#pragma unroll
+            for (int j = 0; j < NI; ++j)
+#pragma unroll
+                for (int q = 0; q < 4; ++q) {
+                    const int gm = r0 + 16 * i + g + 8 * (q >> 1), gn = n0 + 8 * j + 2 * t + (q & 1);
+                    if (gm >= M || gn >= N) continue;
+                    const i64 at = (i64)gm * N + gn;
+                    c[at] = accumulate ? c[at] + acc[i][j][q] : acc[i][j][q];
+                }
+    }
+};
+
+// ------------------------------------------------------- global -> shared copies
 // One operand's share of one tile, held in registers between the global load and
 // the shared store.  The tile is ROWS x COLS of a row-major matrix with row length
 // ld, COLS along the contiguous axis; each thread holds CHUNKS chunks of V elements.
@@ -128,8 +309,8 @@ struct TileCopy {
         }
     }
 
-    // -> S[k][mn] (S has LD columns)
-    template <int LD>
+    // -> S[k][mn] (S has LD columns), through Math::to_smem (TF32 rounding, or none)
+    template <typename Math, int LD>
     __device__ __forceinline__ void store(T (*S)[LD]) const
     {
 #pragma unroll
@@ -138,8 +319,8 @@ struct TileCopy {
             const int r = c / CHUNKS_PER_ROW, col = (c % CHUNKS_PER_ROW) * V;
 #pragma unroll
             for (int v = 0; v < V; ++v) {
-                if (K_CONTIGUOUS) S[col + v][r] = reg[i][v];
-                else S[r][col + v] = reg[i][v];
+                if (K_CONTIGUOUS) S[col + v][r] = Math::to_smem(reg[i][v]);
+                else S[r][col + v] = Math::to_smem(reg[i][v]);
             }
         }
     }
@@ -152,25 +333,22 @@ __device__ __forceinline__ bool aligned16(const void* p) { return ((unsigned lon
 // [s * k_per_split, min(K, (s + 1) * k_per_split)), k_per_split a multiple of BK, and
 // its result goes to C + z * stride_c + s * stride_split (splits = 1: C itself).
 // accumulate = 0: C = op(A) @ op(B) (C is not read: it may hold garbage);
-// accumulate = 1: C += op(A) @ op(B).
-template <typename T, bool TRANS_A, bool TRANS_B, int BN>
+// accumulate = 1: C += op(A) @ op(B).  TF32: tensor cores (T = float only, see 7.).
+template <typename T, bool TRANS_A, bool TRANS_B, int BN, bool TF32>
 __global__ void __launch_bounds__(THREADS)
 gemm_kernel(const T* __restrict__ A, const T* __restrict__ B, T* __restrict__ C,
             int M, int N, int K, i64 stride_a, i64 stride_b, i64 stride_c, int batch, int accumulate,
             int splits, int k_per_split, i64 stride_split)
 {
-    constexpr int TN = BN / THREADS_X;
-    static_assert(TN * THREADS_X == BN, "BN must be a multiple of THREADS_X");
+    typedef typename Pick<TF32, Tf32Math<BN>, FmaMath<T, BN>>::type Math;
     // op(A) tile: BM x BK, stored (m rows, k contiguous) or, TRANS_A, (k rows, m contiguous)
     typedef TileCopy<T, TRANS_A ? BK : BM, TRANS_A ? BM : BK, !TRANS_A> CopyA;
     // op(B) tile: BK x BN, stored (k rows, n contiguous) or, TRANS_B, (n rows, k contiguous)
     typedef TileCopy<T, TRANS_B ? BN : BK, TRANS_B ? BK : BN, TRANS_B> CopyB;
 
-    __shared__ T As[2][BK][BM + PAD];         // As[buf][k][m] = op(A)[m0 + m, k0 + k]
-    __shared__ T Bs[2][BK][BN + PAD];         // Bs[buf][k][n] = op(B)[k0 + k, n0 + n]
+    __shared__ T As[2][BK][BM + Math::PAD];   // As[buf][k][m] = op(A)[m0 + m, k0 + k]
+    __shared__ T Bs[2][BK][BN + Math::PAD];   // Bs[buf][k][n] = op(B)[k0 + k, n0 + n]
 
-    const int tx = threadIdx.x % THREADS_X;
-    const int ty = threadIdx.x / THREADS_X;
     const int m0 = blockIdx.y * BM;           // this block's tile of C
     const int n0 = blockIdx.x * BN;
     const int lda = TRANS_A ? M : K, ldb = TRANS_B ? K : N;   // row lengths as stored
@@ -187,7 +365,7 @@ gemm_kernel(const T* __restrict__ A, const T* __restrict__ B, T* __restrict__ C,
 
         CopyA copy_a;
         CopyB copy_b;
-        // the tile of op(A)/op(B) at depth k0, global -> registers
+        // the tiles of op(A) and op(B) at depth k0, global -> registers
         auto load_tiles = [&](int k0) {
             if (TRANS_A) copy_a.load(a, lda, k0, k_end, m0, M, vec_a);
             else copy_a.load(a, lda, m0, M, k0, k_end, vec_a);
@@ -195,17 +373,13 @@ gemm_kernel(const T* __restrict__ A, const T* __restrict__ B, T* __restrict__ C,
             else copy_b.load(b, ldb, k0, k_end, n0, N, vec_b);
         };
 
-        T acc[TM][TN];
-#pragma unroll
-        for (int i = 0; i < TM; ++i)
-#pragma unroll
-            for (int j = 0; j < TN; ++j)
-                acc[i][j] = T(0);
+        Math math;
+        math.zero();
 
         // ---- prologue: tile 0 to smem[0]
         load_tiles(k_begin);
-        copy_a.store(As[0]);
-        copy_b.store(Bs[0]);
+        copy_a.template store<Math>(As[0]);
+        copy_b.template store<Math>(Bs[0]);
         __syncthreads();
 
         const int steps = (k_end - k_begin + BK - 1) / BK;
@@ -213,44 +387,15 @@ gemm_kernel(const T* __restrict__ A, const T* __restrict__ B, T* __restrict__ C,
             const int cur = t & 1;
             const bool more = t + 1 < steps;
             if (more) load_tiles(k_begin + (t + 1) * BK);   // in flight during the math below
-
-            // ---- BK rank-1 updates of the thread's TM x TN registers from smem[cur]
-#pragma unroll
-            for (int k = 0; k < BK; ++k) {
-                T a_frag[TM], b_frag[TN];
-#pragma unroll
-                for (int i = 0; i < TM; ++i)
-                    a_frag[i] = As[cur][k][ty + i * THREADS_Y];
-#pragma unroll
-                for (int j = 0; j < TN; ++j)
-                    b_frag[j] = Bs[cur][k][tx + j * THREADS_X];
-#pragma unroll
-                for (int i = 0; i < TM; ++i)
-#pragma unroll
-                    for (int j = 0; j < TN; ++j)
-                        acc[i][j] += a_frag[i] * b_frag[j];
-            }
-
+            math.step(As[cur], Bs[cur]);
             if (more) {                        // the other buffer: read in step t-1, free since its barrier
-                copy_a.store(As[cur ^ 1]);
-                copy_b.store(Bs[cur ^ 1]);
+                copy_a.template store<Math>(As[cur ^ 1]);
+                copy_b.template store<Math>(Bs[cur ^ 1]);
             }
             __syncthreads();                   // smem[cur ^ 1] complete; smem[cur] free for step t+1's stores
         }
 
-        // ---- write the thread's TM x TN results (skipping those outside C)
-#pragma unroll
-        for (int i = 0; i < TM; ++i) {
-            const int gm = m0 + ty + i * THREADS_Y;
-            if (gm >= M) continue;
-#pragma unroll
-            for (int j = 0; j < TN; ++j) {
-                const int gn = n0 + tx + j * THREADS_X;
-                if (gn >= N) continue;
-                const i64 at = (i64)gm * N + gn;
-                c[at] = accumulate ? c[at] + acc[i][j] : acc[i][j];
-            }
-        }
+        math.store(c, M, N, m0, n0, accumulate);
     }
 }
 

@@ -1,5 +1,6 @@
 """Matrix products on the GPU: minires's own tiled GEMM (gemm.cu), and matmul, which
-picks cuBLAS or it by the package's switch ``minires.kernels.cuda.GEMM``."""
+picks cuBLAS or it by the package's switch ``minires.kernels.cuda.GEMM``; the
+switch ``GEMM_TF32`` puts the own GEMM's float32 products on the TF32 tensor cores."""
 from __future__ import annotations
 
 import sys
@@ -62,7 +63,19 @@ def gemm_plan(M, N, K, batch):
     return splits, k_per_split, transposed
 
 
-def gemm(a, b, out=None, *, trans_a=False, trans_b=False, accumulate=False):
+_tf32_capable = None          # the device's compute capability allows TF32 mma (sm_80+)? (asked once)
+
+
+def _check_tf32():
+    global _tf32_capable
+    if _tf32_capable is None:
+        _tf32_capable = int(_cupy().cuda.Device().compute_capability) >= 80
+    if not _tf32_capable:
+        raise ValueError("gemm: tf32=True needs TF32 tensor cores (compute capability 8.0 or newer); "
+                         "set minires.kernels.cuda.GEMM_TF32 = False")
+
+
+def gemm(a, b, out=None, *, trans_a=False, trans_b=False, accumulate=False, tf32=None):
     """out = op(a) @ op(b)  (out += ... with accumulate=True), by gemm.cu.
 
     a, b: C-contiguous CuPy arrays, 2-d or 3-d (a batch), same float dtype.
@@ -70,6 +83,10 @@ def gemm(a, b, out=None, *, trans_a=False, trans_b=False, accumulate=False):
     a (K, M) array with trans_a=True acts as (M, K)); the same for b.  A 2-d
     operand, or a batch of 1, is broadcast over the other's batch (stride 0).
     The result is (batch, M, N) when either operand is 3-d, else (M, N).
+
+    tf32: float32 products on the TF32 tensor cores (inputs rounded to a 10-bit
+    mantissa, fp32 sums: relative error ~1e-3 instead of ~K * 6e-8); None = the
+    package's switch ``minires.kernels.cuda.GEMM_TF32``.  float64 ignores it.
 
     With ``out`` given nothing is allocated (split-K's partial sums go to a reused
     workspace, kernels/cuda/_launch.workspace) and nothing waits for the device:
@@ -119,6 +136,11 @@ def gemm(a, b, out=None, *, trans_a=False, trans_b=False, accumulate=False):
         raise ValueError(f"gemm: batch {batch} too large for 32-bit launch indices")
     stride_a = M * K if a.ndim == 3 and a.shape[0] == batch and batch > 1 else 0
     stride_b = K * N if b.ndim == 3 and b.shape[0] == batch and batch > 1 else 0
+    if tf32 is None:
+        tf32 = _package.GEMM_TF32
+    tf32 = bool(tf32) and t == "float"
+    if tf32:
+        _check_tf32()
     splits, k_per_split, transposed = gemm_plan(M, N, K, batch)
     if transposed:                               # C^T = op(b)^T @ op(a)^T, into the workspace
         a, b, trans_a, trans_b, stride_a, stride_b, M, N = (b, a, not trans_b, not trans_a,
@@ -129,7 +151,7 @@ def gemm(a, b, out=None, *, trans_a=False, trans_b=False, accumulate=False):
         raise ValueError(f"gemm: M = {M} needs {grid_y} row blocks, more than the grid's {_launch._MAX_GRID_YZ}")
     target = out if splits == 1 else _launch.workspace("gemm_splitk", (splits, batch, M, N), a.dtype)
     fn = _kernel("gemm.cu", expr("gemm_kernel", t, "true" if trans_a else "false",
-                                 "true" if trans_b else "false", str(bn)))
+                                 "true" if trans_b else "false", str(bn), "true" if tf32 else "false"))
     fn((_ceil_div(N, bn), grid_y, min(batch * splits, _launch._MAX_GRID_YZ)), (GEMM_THREADS,),
        (a, b, target, np.int32(M), np.int32(N), np.int32(K), np.int64(stride_a), np.int64(stride_b),
         np.int64(M * N), np.int32(batch), np.int32(bool(accumulate) and splits == 1),
@@ -153,7 +175,8 @@ def _gemm_operand(m):
 
 
 def matmul(a, b, out=None):
-    """a @ b for CuPy arrays: cupy.matmul (cuBLAS) when GEMM == 'cublas', gemm.cu when 'own'.
+    """a @ b for CuPy arrays: cupy.matmul (cuBLAS) when GEMM == 'cublas', gemm.cu when 'own'
+    (on the TF32 tensor cores for float32 when GEMM_TF32 is set).
 
     The own kernel takes 2-d and 3-d float32/float64 operands that are C-contiguous
     or transposed views of C-contiguous arrays (the layouts conv2d and linear use)
