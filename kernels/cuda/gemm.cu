@@ -30,13 +30,17 @@
 //    Each global element is read once per tile instead of once per use.
 //
 // 3. Thread tile TM x TN = 8 x BN/8, in registers.  The 128 threads form a
-//    THREADS_Y x THREADS_X = 16 x 8 grid; thread (tx, ty) owns the 8 rows
-//    ty, ty + 16, ..., ty + 112 and the TN columns tx, tx + 8, ... of the
-//    block tile (strided, not a contiguous patch: the 8 threads of a warp row
-//    then read 8 consecutive words of the B tile -- no bank conflicts -- and
-//    the 4 warp rows read 4 words of the A tile, broadcast).  Per k it loads
-//    TM values of A and TN of B into registers and does TM*TN FMAs: 8 + 8
-//    shared loads for 64 FMAs at BN = 64 (a 1-per-thread kernel needs 2 per FMA).
+//    THREADS_Y x THREADS_X = 16 x 8 grid.  Thread (tx, ty) owns rows in 2
+//    groups of 4 consecutive ones, 4 ty + {0..3} and 64 + 4 ty + {0..3}, and
+//    columns in groups of GN = min(TN, 4): GN tx + {0..GN-1} (+ 32 for the
+//    second group at BN = 64).  A group is one vector load from shared memory
+//    (LDS.128: 4 floats); the 4 rows of threads in a warp read 4 different
+//    A groups (broadcast to the 8 threads of a row) and the 8 columns read 8
+//    consecutive B groups (no bank conflicts).  Per k a thread loads TM values
+//    of A and TN of B into registers and does TM*TN FMAs: 2 + 2 loads for 64
+//    FMAs at BN = 64, 2 + 1 for 16 at BN = 16 (a 1-element-per-thread kernel
+//    needs 2 loads per FMA; an SM issues 4 FMA instructions per shared load,
+//    so fewer than 4 FMAs per load would leave it waiting on shared memory).
 //
 // 4. Double buffering: two copies of each shared tile.  The timeline of one
 //    block, with one __syncthreads() per K step:
@@ -142,13 +146,25 @@ __device__ __forceinline__ void mma_tf32_16x8x8(float (&d)[4], const unsigned (&
 }
 
 // ---------------------------------------------------------- the math of a K step
-// FP32/FP64 on the CUDA cores: thread (tx, ty) owns rows ty + 16 i, columns tx + 8 j (see 3.).
+// FP32/FP64 on the CUDA cores: thread (tx, ty) owns the groups of rows and columns of 3.
 template <typename T, int BN>
 struct FmaMath {
-    static constexpr int PAD = 4;             // see 5.
+    static constexpr int PAD = 4;             // see 5.; a multiple of 4 keeps the groups 16-byte aligned
     static constexpr int TN = BN / THREADS_X;
-    static_assert(TN * THREADS_X == BN, "BN must be a multiple of THREADS_X");
+    static constexpr int GM = 4, GN = TN < 4 ? TN : 4;         // rows / columns per group (one vector load)
+    static constexpr int HM = TM / GM, HN = TN / GN;           // groups per thread
+    static_assert(TN * THREADS_X == BN && HM * GM == TM && HN * GN == TN, "the thread tile splits into groups");
     T acc[TM][TN];
+
+    // tile row of the thread's i-th row, tile column of its j-th column
+    __device__ __forceinline__ static int row(int i)
+    {
+        return (i / GM) * (BM / HM) + (threadIdx.x / THREADS_X) * GM + i % GM;
+    }
+    __device__ __forceinline__ static int col(int j)
+    {
+        return (j / GN) * (BN / HN) + (threadIdx.x % THREADS_X) * GN + j % GN;
+    }
 
     __device__ __forceinline__ static T to_smem(T v) { return v; }
 
@@ -164,16 +180,21 @@ struct FmaMath {
     // BK rank-1 updates of the thread's TM x TN registers
     __device__ __forceinline__ void step(const T (*As)[BM + PAD], const T (*Bs)[BN + PAD])
     {
-        const int tx = threadIdx.x % THREADS_X, ty = threadIdx.x / THREADS_X;
 #pragma unroll
         for (int k = 0; k < BK; ++k) {
             T a_frag[TM], b_frag[TN];
 #pragma unroll
-            for (int i = 0; i < TM; ++i)
-                a_frag[i] = As[k][ty + i * THREADS_Y];
+            for (int h = 0; h < HM; ++h) {
+                const Vec<T, GM> v = *reinterpret_cast<const Vec<T, GM>*>(&As[k][row(h * GM)]);
 #pragma unroll
-            for (int j = 0; j < TN; ++j)
-                b_frag[j] = Bs[k][tx + j * THREADS_X];
+                for (int r = 0; r < GM; ++r) a_frag[h * GM + r] = v.v[r];
+            }
+#pragma unroll
+            for (int h = 0; h < HN; ++h) {
+                const Vec<T, GN> v = *reinterpret_cast<const Vec<T, GN>*>(&Bs[k][col(h * GN)]);
+#pragma unroll
+                for (int c = 0; c < GN; ++c) b_frag[h * GN + c] = v.v[c];
+            }
 #pragma unroll
             for (int i = 0; i < TM; ++i)
 #pragma unroll
@@ -185,14 +206,13 @@ struct FmaMath {
     // the thread's results to C (block tile at m0, n0), skipping those outside C
     __device__ __forceinline__ void store(T* __restrict__ c, int M, int N, int m0, int n0, int accumulate) const
     {
-        const int tx = threadIdx.x % THREADS_X, ty = threadIdx.x / THREADS_X;
 #pragma unroll
         for (int i = 0; i < TM; ++i) {
-            const int gm = m0 + ty + i * THREADS_Y;
+            const int gm = m0 + row(i);
             if (gm >= M) continue;
 #pragma unroll
             for (int j = 0; j < TN; ++j) {
-                const int gn = n0 + tx + j * THREADS_X;
+                const int gn = n0 + col(j);
                 if (gn >= N) continue;
                 const i64 at = (i64)gm * N + gn;
                 c[at] = accumulate ? c[at] + acc[i][j] : acc[i][j];
@@ -346,8 +366,9 @@ gemm_kernel(const T* __restrict__ A, const T* __restrict__ B, T* __restrict__ C,
     // op(B) tile: BK x BN, stored (k rows, n contiguous) or, TRANS_B, (n rows, k contiguous)
     typedef TileCopy<T, TRANS_B ? BN : BK, TRANS_B ? BK : BN, TRANS_B> CopyB;
 
-    __shared__ T As[2][BK][BM + Math::PAD];   // As[buf][k][m] = op(A)[m0 + m, k0 + k]
-    __shared__ T Bs[2][BK][BN + Math::PAD];   // Bs[buf][k][n] = op(B)[k0 + k, n0 + n]
+    // (aligned for FmaMath's vector loads: 4 elements, 16 bytes of float, 32 of double)
+    alignas(32) __shared__ T As[2][BK][BM + Math::PAD];   // As[buf][k][m] = op(A)[m0 + m, k0 + k]
+    alignas(32) __shared__ T Bs[2][BK][BN + Math::PAD];   // Bs[buf][k][n] = op(B)[k0 + k, n0 + n]
 
     const int m0 = blockIdx.y * BM;           // this block's tile of C
     const int n0 = blockIdx.x * BN;
