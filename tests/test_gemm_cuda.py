@@ -62,7 +62,8 @@ def test_plan_for_resnet20_products(rows, cout, k):
 
 def test_plan_without_split():
     assert KGM.gemm_plan(10, 10, 2 * KGM.GEMM_MIN_SPLIT_K - 1, 1) == (1, 2 * KGM.GEMM_MIN_SPLIT_K - 1, False)
-    assert KGM.gemm_plan(128 * 264, 16, 100000, 1)[0] == 1        # the grid is full already
+    assert KGM.gemm_plan(128 * KGM.GEMM_FILL_BLOCKS, 16, 100000, 1)[0] == 1     # the grid is full already
+    assert KGM.gemm_plan(128 * (KGM.GEMM_FILL_BLOCKS - 1), 16, 100000, 1)[0] == 2
 
 
 def test_the_shape_sweep_covers_split_k_and_its_transposed_form():

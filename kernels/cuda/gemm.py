@@ -25,10 +25,13 @@ GEMM_REDUCE_THREADS = 256   # threads per split-K reduction block (gemm.cu: REDU
 # Split-K (gemm.cu, 6.): when a product's tiles give fewer than GEMM_FILL_BLOCKS blocks
 # and K is at least 2 * GEMM_MIN_SPLIT_K, K is cut into ranges of at least
 # GEMM_MIN_SPLIT_K, enough of them to reach about GEMM_FILL_BLOCKS blocks (at most
-# GEMM_MAX_SPLITS).  264 = 2 blocks on each of an H100/H200's 132 SMs.
-GEMM_FILL_BLOCKS = 264
+# GEMM_MAX_SPLITS).  528 = 4 blocks (16 warps) on each of an H100/H200's 132 SMs: a
+# block has only 4 warps, so one per SM would leave the memory latency unhidden.  The
+# workspace stays small: splits * blocks <= 2 * GEMM_FILL_BLOCKS tiles of 128 x 64.
+# (Guesses until benchmarks/gemm_cuda.py has run on a GPU.)
+GEMM_FILL_BLOCKS = 528
 GEMM_MIN_SPLIT_K = 256
-GEMM_MAX_SPLITS = 64
+GEMM_MAX_SPLITS = 128
 
 
 def _tile_n(n):
