@@ -39,8 +39,9 @@
 //    consecutive B groups (no bank conflicts).  Per k a thread loads TM values
 //    of A and TN of B into registers and does TM*TN FMAs: 2 + 2 loads for 64
 //    FMAs at BN = 64, 2 + 1 for 16 at BN = 16 (a 1-element-per-thread kernel
-//    needs 2 loads per FMA; an SM issues 4 FMA instructions per shared load,
-//    so fewer than 4 FMAs per load would leave it waiting on shared memory).
+//    needs 2 loads per FMA; an SM issues about 4 warp FMA instructions per
+//    warp shared load it can serve, so fewer than 4 FMAs per load would leave
+//    the FMA units waiting on shared memory).
 //
 // 4. Double buffering: two copies of each shared tile.  The timeline of one
 //    block, with one __syncthreads() per K step:
