@@ -191,9 +191,12 @@ def _constexprs(source):
 
 def test_launch_constants_match_the_sources():
     import minires.kernels.cuda as K
+    KGM = sys.modules["minires.kernels.cuda.gemm"]
     gemm = _constexprs("gemm.cu")
-    assert (K.GEMM_BM, K.GEMM_BN) == (gemm["BM"], gemm["BN"])
-    assert K.GEMM_THREADS == (gemm["BN"] // gemm["TN"]) * (gemm["BM"] // gemm["TM"])
+    assert (K.GEMM_BM, K.GEMM_THREADS) == (gemm["BM"], gemm["THREADS_X"] * (gemm["BM"] // gemm["TM"]))
+    assert KGM.GEMM_BK == gemm["BK"] and KGM.GEMM_REDUCE_THREADS == gemm["REDUCE_THREADS"]
+    assert tuple(str(bn) for bn in K.GEMM_BNS) == _sources.GEMM_BNS
+    assert all(bn % gemm["THREADS_X"] == 0 for bn in K.GEMM_BNS)
     assert K.SGD_CHUNK == _constexprs("sgd.cu")["SGD_CHUNK"]
     assert K.BN_REDUCE_BLOCK % 32 == 0 and K.BN_REDUCE_BLOCK <= 1024
     assert K.BLOCK % 32 == 0

@@ -19,7 +19,7 @@ and the results are new arrays unless ``out=`` is given (then nothing is allocat
 GPU-only extras, for the ops and the optimizer to adopt (nothing calls them yet):
 
     batch_norm_relu_forward / batch_norm_relu_backward   fused BN + ReLU
-    gemm(a, b, out=None, *, trans_a, trans_b, accumulate)   minires's own tiled GEMM
+    gemm(a, b, out=None, *, trans_a, trans_b, accumulate, tf32)   minires's own tiled GEMM
     matmul(a, b, out=None)       cupy.matmul or the own GEMM, by the switch GEMM
     sgd_step(params, grads, bufs, lr, momentum, weight_decay, dampening, nesterov, first_step)
     cross_entropy_forward / cross_entropy_backward       NaN loss for a bad target
@@ -61,7 +61,7 @@ from ._launch import BLOCK, load_all, workspace
 from .batchnorm import (BN_ITEMS, BN_REDUCE_BLOCK, batch_norm_backward, batch_norm_forward,
                         batch_norm_relu_backward, batch_norm_relu_forward, batch_norm_update_running)
 from .columns import col2im, im2col
-from .gemm import GEMM_BM, GEMM_BN, GEMM_THREADS, gemm, matmul
+from .gemm import GEMM_BM, GEMM_BNS, GEMM_THREADS, gemm, matmul
 from .loss import CE_ROWS_PER_BLOCK, cross_entropy_backward, cross_entropy_forward
 from .pooling import (POOL_GEOMETRY_INTS, avg_pool2d_backward, avg_pool2d_forward, max_pool2d_backward,
                       max_pool2d_forward)
@@ -77,6 +77,11 @@ CONV_WORKSPACE_BYTES = 1 << 30
 # step must run its products on the own kernel.
 GEMM = "cublas"
 
+# The own GEMM's float32 products on the TF32 tensor cores (sm_80+; gemm.cu, 7.):
+# several times the FP32 throughput, inputs rounded to a 10-bit mantissa (relative
+# error ~1e-3, as cuBLAS with CUPY_TF32=1 / torch's allow_tf32).  Off by default.
+GEMM_TF32 = False
+
 # The launch shapes (the last line of __all__) are defined beside the wrappers that
 # use them and re-exported for reading: setting one here changes no launch.  The GEMM
 # and SGD numbers must match the constants in gemm.cu and sgd.cu
@@ -86,7 +91,7 @@ __all__ = ["workspace", "im2col", "col2im", "batch_norm_forward", "batch_norm_ba
            "batch_norm_update_running",
            "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
            "CONV_WORKSPACE_BYTES",
-           "batch_norm_relu_forward", "batch_norm_relu_backward", "GEMM", "gemm", "matmul",
+           "batch_norm_relu_forward", "batch_norm_relu_backward", "GEMM", "GEMM_TF32", "gemm", "matmul",
            "sgd_step", "cross_entropy_forward", "cross_entropy_backward", "load_all",
-           "BLOCK", "BN_REDUCE_BLOCK", "BN_ITEMS", "GEMM_BM", "GEMM_BN", "GEMM_THREADS", "SGD_CHUNK",
+           "BLOCK", "BN_REDUCE_BLOCK", "BN_ITEMS", "GEMM_BM", "GEMM_BNS", "GEMM_THREADS", "SGD_CHUNK",
            "SGD_THREADS", "CE_ROWS_PER_BLOCK", "POOL_GEOMETRY_INTS"]

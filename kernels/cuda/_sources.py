@@ -30,6 +30,7 @@ CTYPES = {"float32": "float", "float64": "double"}
 INDEX_CTYPES = {"int32": "int", "int64": "long long"}
 FLOATS = tuple(CTYPES.values())
 BOOLS = ("false", "true")
+GEMM_BNS = ("16", "32", "64")     # gemm_kernel's column tiles (kernels/cuda/gemm.py: GEMM_BNS)
 
 
 def expr(kernel: str, *template_args: str) -> str:
@@ -50,7 +51,11 @@ KERNELS = {
                         for t in FLOATS for r in BOOLS]),
     "pooling.cu": _per_float("max_pool_forward_kernel", "max_pool_backward_kernel",
                              "avg_pool_forward_kernel", "avg_pool_backward_kernel"),
-    "gemm.cu": [expr("gemm_kernel", t, ta, tb) for t in FLOATS for ta in BOOLS for tb in BOOLS],
+    # gemm_kernel<T, TRANS_A, TRANS_B, BN, TF32>: BN = gemm.py's GEMM_BNS (test_cuda_sources
+    # checks); TF32 (tensor cores) for float only
+    "gemm.cu": ([expr("gemm_kernel", t, ta, tb, bn, tf32) for t in FLOATS for ta in BOOLS for tb in BOOLS
+                 for bn in GEMM_BNS for tf32 in (BOOLS if t == "float" else ("false",))]
+                + _per_float("gemm_splitk_reduce_kernel")),
     "sgd.cu": _per_float("sgd_multi_tensor_kernel"),
     "loss.cu": [expr(k, t, i) for k in ("cross_entropy_forward_kernel", "cross_entropy_backward_kernel")
                 for t in FLOATS for i in INDEX_CTYPES.values()],

@@ -16,6 +16,7 @@
 // -DEMU_UCONTEXT to use ucontext instead of the x86-64 switch (slower, portable,
 // and understood by sanitizers).
 #pragma once
+#define CUDA_EMU 1        // for sources that pick an emulated stand-in for inline PTX (gemm.cu)
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -128,6 +129,7 @@ struct Scheduler {
     std::vector<Fiber> fibers;
     unsigned nthreads = 0, warps = 0;
     std::vector<uint64_t> slots;      // [warp][parity][lane] shuffle values
+    std::vector<uint32_t> mma_slots;  // [warp][parity][lane][6] operand registers of an mma.sync
     Fiber* running = nullptr;
     std::string error;
 #ifdef EMU_USE_UCONTEXT
@@ -376,6 +378,58 @@ template <typename T> T shuffle(unsigned mask, T v, int src_lane, int line)
     return r;
 }
 
+// ------------------------------------------------------ tensor-core stand-ins
+// PTX cvt.rna.tf32.f32: a float rounded to TF32 (8-bit exponent, 10-bit mantissa),
+// to nearest with ties away from zero (rna); the result is a .b32 whose low 13 bits
+// are 0.  Infinities stay; a NaN stays a NaN.  Overflow rounds to infinity.
+inline uint32_t cvt_rna_tf32_f32(float x)
+{
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    if ((u & 0x7f800000u) == 0x7f800000u) return (u & 0xffffe000u) | ((u & 0x007fffffu) ? 0x00400000u : 0u);
+    return (u + 0x1000u) & 0xffffe000u;       // + half a TF32 ulp to the magnitude, then truncate
+}
+
+// PTX mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {d}, {a}, {b}, {d}: D += A B
+// for one warp, A 16 x 8, B 8 x 8, D 16 x 8.  `.aligned`: all 32 lanes execute it
+// together (a warp barrier here, like a full-mask shuffle: a partial warp, an exited
+// lane or lanes at different lines are errors).  Lane = 4 g + t holds the elements
+// the PTX ISA assigns it:
+//   a[0..3] = A(g, t), A(g + 8, t), A(g, t + 4), A(g + 8, t + 4)
+//   b[0..1] = B(t, g), B(t + 4, g)
+//   d[0..3] = D(g, 2t), D(g, 2t + 1), D(g + 8, 2t), D(g + 8, 2t + 1)
+// The unit reads only the TF32 bits of a and b (the low 13 bits are ignored, as on the
+// GPU: a source that forgot cvt.rna gets truncation, not rounding).  Products of TF32
+// numbers are exact in fp32; the emulator adds them to d in fp32 in k order 0..7 (the
+// hardware's internal order and rounding of that sum are not modelled bit-exactly).
+inline void mma_m16n8k8_tf32(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2], int line)
+{
+    Scheduler* s = current;
+    Fiber& f = *s->running;
+    const unsigned lane = f.tid % 32, warp = f.tid / 32;
+    uint32_t* slots = &s->mma_slots[(warp * 2 + (f.shuffles & 1)) * 32 * 6];
+    for (int i = 0; i < 4; ++i) slots[lane * 6 + i] = a[i];
+    slots[lane * 6 + 4] = b[0];
+    slots[lane * 6 + 5] = b[1];
+    f.state = AT_WARP_BARRIER;
+    f.line = line;
+    f.mask = 0xffffffffu;
+    s->yield();
+    ++f.shuffles;
+    auto tf32 = [](uint32_t u) { u &= 0xffffe000u; float v; memcpy(&v, &u, 4); return v; };
+    const unsigned g = lane / 4, t = lane % 4;
+    for (int q = 0; q < 4; ++q) {
+        const unsigned row = g + 8 * (q >> 1), col = 2 * t + (q & 1);
+        float sum = d[q];
+        for (unsigned k = 0; k < 8; ++k) {
+            const uint32_t* holder_a = slots + (4 * (row % 8) + k % 4) * 6;     // lane holding A(row, k)
+            const uint32_t* holder_b = slots + (4 * col + k % 4) * 6;           // lane holding B(k, col)
+            sum += tf32(holder_a[(row >= 8 ? 1 : 0) + (k >= 4 ? 2 : 0)]) * tf32(holder_b[4 + (k >= 4 ? 1 : 0)]);
+        }
+        d[q] = sum;
+    }
+}
+
 // ------------------------------------------------------------------- launch
 template <typename... P, size_t... I>
 void call_with(void (*k)(P...), void** args, std::index_sequence<I...>)
@@ -438,6 +492,7 @@ void launch(void (*k)(P...), dim3 grid, dim3 block, void** args)
     s.nthreads = n;
     s.warps = (n + 31) / 32;
     s.slots.assign(s.warps * 2 * 32, 0);
+    s.mma_slots.assign(s.warps * 2 * 32 * 6, 0);
     Scheduler* saved = current;
     current = &s;
     blockDim = block;
@@ -470,6 +525,8 @@ void launch(void (*k)(P...), dim3 grid, dim3 block, void** args)
 #define __shfl_xor_sync(mask, v, m) ::emu::shuffle((mask), (v), (int)(threadIdx.x % 32) ^ (int)(m), __LINE__)
 
 inline float __int_as_float(int i) { float f; memcpy(&f, &i, 4); return f; }
+inline float __uint_as_float(unsigned i) { float f; memcpy(&f, &i, 4); return f; }
+inline unsigned __float_as_uint(float f) { unsigned i; memcpy(&i, &f, 4); return i; }
 inline double __longlong_as_double(long long i) { double d; memcpy(&d, &i, 8); return d; }
 inline int __float_as_int(float f) { int i; memcpy(&i, &f, 4); return i; }
 inline long long __double_as_longlong(double d) { long long i; memcpy(&i, &d, 8); return i; }
