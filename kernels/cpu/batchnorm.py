@@ -48,10 +48,10 @@ def _forward_planes(x, gamma, beta, eps, y, mean, var, invstd, relu):
         shift = beta[c] - m * scale
         for n in range(n_img):
             for k in range(length):
-                v = x[n, c, k] * scale + shift
-                if relu and v < 0:
-                    v = 0.0
-                y[n, c, k] = v
+                out = x[n, c, k] * scale + shift
+                if relu and out < 0:
+                    out = 0.0
+                y[n, c, k] = out
         mean[c] = m
         var[c] = v
         invstd[c] = inv
