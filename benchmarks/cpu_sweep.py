@@ -93,8 +93,8 @@ def _peak_rss_mib():
 
 def _measure(make_step, batch, warmup, repeats):
     """(median ms, step MiB: the timed steps' high-water mark above the RSS before them).
-    One step on a batch of 2 comes first: it loads (minires: compiles or reads from Numba's cache) every kernel the
-    step uses, so that "step MiB" counts the step's memory, not the JIT's."""
+    One step on a batch of 2 comes first: it loads every kernel the step uses (minires:
+    compiles them or reads Numba's cache), so that "step MiB" is the step's, not the JIT's."""
     from _timing import median_ms
     make_step(2)()
     step = make_step(batch)
