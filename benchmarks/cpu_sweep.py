@@ -17,9 +17,10 @@ float32, random inputs: minires.models.resnet_cifar and benchmarks/torch_resnet.
 Every configuration runs in a fresh subprocess, so that each has a peak memory of its own
 and no thread pool of a previous run competes (two frameworks in one process slow each
 other down: resnet20_step.py).  Memory, per configuration, from that process:
-  peak MiB   the resident set's high-water mark (getrusage ru_maxrss): everything the
-             process held at its worst, interpreter and libraries included -- what the
-             machine has to have free;
+  peak MiB   the resident set's high-water mark (VmHWM in /proc/self/status; not
+             getrusage's ru_maxrss, which a child inherits from the parent it was forked
+             from): everything the process held at its worst, interpreter and libraries
+             included -- what the machine has to have free;
   step MiB   the high-water mark of the timed steps alone minus the resident set just
              before them (after the imports, the model, the batch, and one step on a batch
              of 2 that loaded every kernel; the kernel's high-water mark is reset there,
@@ -92,17 +93,20 @@ def _peak_rss_mib():
 
 
 def _measure(make_step, batch, warmup, repeats):
-    """(median ms, step MiB: the timed steps' high-water mark above the RSS before them).
+    """(median ms, step MiB, peak MiB); step: the timed steps' high-water mark above the
+    RSS before them; peak: the process's high-water mark, all of it.
     One step on a batch of 2 comes first: it loads every kernel the step uses (minires:
     compiles them or reads Numba's cache), so that "step MiB" is the step's, not the JIT's."""
     from _timing import median_ms
     make_step(2)()
     step = make_step(batch)
-    before = _rss_mib()
+    before, so_far = _rss_mib(), _high_water_mib()
     reset = _reset_high_water()           # else the import's own peak could hide the steps'
     ms = median_ms(step, repeats, warmup)
-    after = _high_water_mib() if reset else None
-    return ms, (after - before if after is not None and before is not None else None)
+    after = _high_water_mib()
+    if so_far is None or after is None:   # no /proc: getrusage (which fork + exec inherit)
+        return ms, None, _peak_rss_mib()
+    return ms, (after - before if reset else None), max(so_far, after)
 
 
 def run_minires(depth, batch, mode, threads, warmup, repeats):
@@ -132,8 +136,8 @@ def run_minires(depth, batch, mode, threads, warmup, repeats):
             with mr.no_grad():
                 model(x)
         return train if mode == "train" else evaluate
-    ms, step_mib = _measure(make_step, batch, warmup, repeats)
-    return {"ms": ms, "step_mib": step_mib, "threads": mr.backend.num_threads(),
+    ms, step_mib, peak_mib = _measure(make_step, batch, warmup, repeats)
+    return {"ms": ms, "step_mib": step_mib, "peak_mib": peak_mib, "threads": mr.backend.num_threads(),
             "fusion": mr.fusion_enabled(), "conv_algo": mr.ops.winograd.conv_algorithm()}
 
 
@@ -162,8 +166,8 @@ def run_torch(depth, batch, mode, threads, warmup, repeats):
             with torch.no_grad():
                 model(x)
         return train if mode == "train" else evaluate
-    ms, step_mib = _measure(make_step, batch, warmup, repeats)
-    return {"ms": ms, "step_mib": step_mib, "threads": torch.get_num_threads(),
+    ms, step_mib, peak_mib = _measure(make_step, batch, warmup, repeats)
+    return {"ms": ms, "step_mib": step_mib, "peak_mib": peak_mib, "threads": torch.get_num_threads(),
             "version": torch.__version__}
 
 
@@ -171,7 +175,6 @@ def child(args):
     sys.path.insert(0, HERE)
     run = run_minires if args.child == "minires" else run_torch
     out = run(args.depths[0], args.batches[0], args.modes[0], args.threads, args.warmup, args.repeats)
-    out["peak_mib"] = _peak_rss_mib()
     print(json.dumps(out))
 
 
@@ -212,14 +215,14 @@ def choice_list(choices):
 def header(args):
     sys.path.insert(0, HERE)
     from _timing import cpu_description, machine
-    import numba
-    import numpy as np
-    versions = f"NumPy {np.__version__}, Numba {numba.__version__}"
-    try:
-        import torch
-        versions += f", PyTorch {torch.__version__}"
-    except ImportError:
-        versions += ", PyTorch not installed"
+    from importlib import metadata
+    versions = []
+    for name, dist in (("NumPy", "numpy"), ("Numba", "numba"), ("PyTorch", "torch")):
+        try:
+            versions.append(f"{name} {metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            versions.append(f"{name} not installed")
+    versions = ", ".join(versions)
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                                 cwd=ROOT).stdout.strip() or "unknown"
