@@ -238,6 +238,20 @@ def batch_norm_relu_backward(g, x, y, mean, invstd, gamma):
     return _backward(g, x, y, mean, invstd, gamma, relu=True)
 
 
+def batch_norm_affine(x, scale, shift, relu):
+    """Evaluation mode: y = x·scale + shift per channel (then max(y, 0) when relu), x (N, C, L)
+    -> y in x's layout; one parallel pass on channels-last rows, NumPy array code otherwise."""
+    scale, shift = scale.astype(x.dtype, copy=False), shift.astype(x.dtype, copy=False)
+    rows = _rows(x)
+    if rows is None:
+        y = x * scale[:, None]
+        y += shift[:, None]
+        return np.maximum(y, 0, out=y) if relu else y
+    y = np.empty_like(x)
+    _affine_rows(rows, scale, shift, y[:, :, 0], relu)
+    return y
+
+
 def batch_norm_update_running(running_mean, running_var, mean, var, count, momentum):
     """In place: running = (1 - momentum) running + momentum batch, the batch variance
     made unbiased (x count / (count - 1)) as in PyTorch."""

@@ -41,7 +41,7 @@ import numpy as np
 from .. import autograd, backend
 from ..tensor import Tensor
 from ._util import as_operands, shape_str, unbroadcast
-from .norm import _select, channel_view, check_batch_norm, from_channel_view, is_channels_last
+from .norm import _select, channel_view, check_batch_norm, eval_affine, from_channel_view, is_channels_last
 
 ENV_VAR = "MINIRES_FUSION"
 _chosen = None        # set_fusion's choice; None: the environment decides
@@ -116,9 +116,7 @@ def batch_norm_relu(x, running_mean, running_var, weight=None, bias=None,
     mean = running_mean.data.astype(x.dtype)          # copies: later updates must not leak in
     invstd = 1.0 / xp.sqrt(running_var.data.astype(x.dtype) + eps)
     scale = gamma * invstd
-    y3 = x3 * scale[:, None]                           # then in place: one output array
-    y3 += (beta - mean * scale)[:, None]
-    xp.maximum(y3, 0, out=y3)
+    y3 = eval_affine(x3, scale, beta - mean * scale, relu=True)
 
     def backward_eval(g):
         g3 = channel_view(g, cl) * (y3 > 0)            # ReLU's mask, then batch_norm's backward

@@ -1,6 +1,8 @@
 """Batch normalisation (PyTorch's conventions: eps 1e-5, momentum 0.1, unbiased running variance)."""
 from __future__ import annotations
 
+import numpy as np
+
 from .. import backend
 from ..tensor import Tensor
 from ._util import check_float, check_same_device, check_same_dtype, check_tensor, shape_str
@@ -41,7 +43,7 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None,
     mean = running_mean.data.astype(x.dtype)          # copies: later updates
     invstd = 1.0 / xp.sqrt(running_var.data.astype(x.dtype) + eps)   # must not leak in
     scale = gamma * invstd
-    y3 = x3 * scale[:, None] + (beta - mean * scale)[:, None]
+    y3 = eval_affine(x3, scale, beta - mean * scale, relu=False)
 
     def backward_eval(g):
         g3 = channel_view(g, cl)
@@ -49,6 +51,17 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None,
         return _select(x, weight, bias, from_channel_view(g3 * scale[:, None], x.shape, cl),
                        (g3 * xhat).sum(axis=(0, 2)), g3.sum(axis=(0, 2)))
     return Tensor.from_op(from_channel_view(y3, x.shape, cl), parents, backward_eval, "batch_norm")
+
+
+def eval_affine(x3, scale, shift, relu):
+    """x3·scale + shift per channel, then max(·, 0) if relu: evaluation mode's one pass.
+    A parallel kernel on the CPU; array code, in place after the first product, on the GPU."""
+    xp = backend.get_array_module(x3)
+    if xp is np:
+        return backend.kernels_for(np).batch_norm_affine(x3, scale, shift, relu)
+    y3 = x3 * scale[:, None]
+    y3 += shift[:, None]
+    return xp.maximum(y3, 0, out=y3) if relu else y3
 
 
 def check_batch_norm(op, x, running_mean, running_var, weight, bias, training):
