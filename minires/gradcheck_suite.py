@@ -181,6 +181,24 @@ def _bn_relu_eval(rng, dev):
             dict(x=_randn(rng, dev, 3, 3, 3, 3), **_bn_params(rng, dev, 3)))
 
 
+@check("batch_norm_add_relu-train")
+def _bn_add_relu_train(rng, dev):
+    """relu(batch_norm(x) + r) as one op (a block's end), training, channels-last"""
+    return (lambda x, r, w, b: F.batch_norm_add_relu(x, r, None, None, w, b, training=True),
+            dict(x=_channels_last(_randn(rng, dev, 3, 3, 3, 3)), residual=_channels_last(_randn(rng, dev, 3, 3, 3, 3)),
+                 **_bn_params(rng, dev, 3)))
+
+
+@check("batch_norm_add_relu-eval")
+def _bn_add_relu_eval(rng, dev):
+    """evaluation mode, NCHW residual (the option-A shortcut's layout)"""
+    mean = _tensor(rng.standard_normal(3), dev, False)
+    var = _tensor(rng.uniform(0.5, 2.0, 3), dev, False)
+    return (lambda x, r, w, b: F.batch_norm_add_relu(x, r, mean, var, w, b, training=False),
+            dict(x=_channels_last(_randn(rng, dev, 3, 3, 3, 3)), residual=_randn(rng, dev, 3, 3, 3, 3),
+                 **_bn_params(rng, dev, 3)))
+
+
 @check("add_relu")
 def _add_relu(rng, dev):
     """relu(a + b) as one op, both channels-last (the residual addition + ReLU)"""

@@ -47,6 +47,19 @@ def test_batch_norm_relu_gradcheck_1d_without_affine(rng, device):
     assert mr.gradcheck(lambda x: F.batch_norm_relu(x, None, None, training=True), (x,))
 
 
+@pytest.mark.parametrize("layouts", [("channels-last", "channels-last"), ("channels-last", "nchw"),
+                                     ("nchw", "nchw")])
+@pytest.mark.parametrize("training", [True, False])
+def test_batch_norm_add_relu_gradcheck(layouts, training, rng, device):
+    x, w, b = bn_inputs(rng, device, layout=layouts[0])
+    r = make(rng, *x.shape, device=device)
+    if layouts[1] == "channels-last":
+        r = channels_last(r)
+    mean, var = stats(rng, device, 3)
+    assert mr.gradcheck(lambda x, r, w, b: F.batch_norm_add_relu(x, r, mean, var, w, b, training=training),
+                        (x, r, w, b))
+
+
 @pytest.mark.parametrize("shapes", [((2, 3, 4, 4), (2, 3, 4, 4)), ((3, 4), (4,)), ((2, 3, 1), (1, 3, 5))])
 def test_add_relu_gradcheck(shapes, rng, device):
     a, b = make(rng, *shapes[0], device=device), make(rng, *shapes[1], device=device)
@@ -60,6 +73,12 @@ def test_add_relu_gradcheck(shapes, rng, device):
 # results agree to float32 rounding -- held to 1e-6 of each result's largest value (on the
 # CPU they are bit-identical: the same kernel with its relu flag set).
 FLOAT32_RTOL = 1e-6
+# batch_norm_add_relu may round x·scale + shift + r once where the eager ops round twice (a
+# fused multiply-add), so an element next to 0 can fall on the other side of the ReLU and its
+# gradient move by the whole of g there.  Measured (CPU, float32): the op's gradients equal
+# the eager ones in 20 seeds; a whole ResNet-20/56's parameter gradients differ by at most
+# 2e-6 of each one's largest value.  Held to 1e-4.
+BN_ADD_RTOL = 1e-4
 
 
 def grads_of(fn, tensors, g):
@@ -94,6 +113,27 @@ def test_batch_norm_relu_equals_batch_norm_then_relu(layout, training, rng, devi
 
 
 @pytest.mark.parametrize("layout", ["nchw", "channels-last"])
+@pytest.mark.parametrize("training", [True, False])
+def test_batch_norm_add_relu_equals_the_three_ops(layout, training, rng, device):
+    x, w, b = bn_inputs(rng, device, shape=(8, 16, 6, 6), dtype=np.float32, layout=layout)
+    r = channels_last(make(rng, 8, 16, 6, 6, device=device, dtype=np.float32))
+    g = make(rng, 8, 16, 6, 6, device=device, dtype=np.float32, requires_grad=False)
+    runs = []
+    for fn in (lambda s: lambda x, r, w, b: F.relu(F.batch_norm(x, *s, w, b, training) + r),
+               lambda s: lambda x, r, w, b: F.batch_norm_add_relu(x, r, *s, w, b, training)):
+        s = stats(np.random.default_rng(5), device, 16, np.float32)
+        runs.append((*grads_of(fn(s), (x, r, w, b), g), s))
+    (out_e, grads_e, s_e), (out_f, grads_f, s_f) = runs
+    # one rounding apart: the fused kernel adds the residual inside x·scale + shift
+    assert_close(out_f, out_e, 2 * FLOAT32_RTOL, "output")
+    assert out_f.data.strides == x.data.strides
+    for what, a, e in zip(("dx", "dresidual", "dgamma", "dbeta"), grads_f, grads_e):
+        assert_close(a, e, BN_ADD_RTOL, what)
+    for a, e in zip(s_f, s_e):
+        assert_close(a, e, FLOAT32_RTOL, "running statistics")
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels-last"])
 def test_add_relu_equals_add_then_relu(layout, rng, device):
     a = make(rng, 8, 16, 6, 6, device=device, dtype=np.float32)
     b = make(rng, 8, 16, 6, 6, device=device, dtype=np.float32)
@@ -125,6 +165,9 @@ def test_errors_name_the_fused_op(rng):
         F.batch_norm_relu(x, None, None, w, b, training=False)
     with pytest.raises(ValueError, match=r"^add_relu: shapes \(2, 3\) and \(4\) cannot be broadcast"):
         F.add_relu(make(rng, 2, 3), make(rng, 4))
+    with pytest.raises(ValueError, match=r"^batch_norm_add_relu: residual has shape \(4, 3, 5\), "
+                                         r"expected the input's \(4, 3, 5, 5\)"):
+        F.batch_norm_add_relu(x, make(rng, 4, 3, 5), None, None, w, b, training=True)
 
 
 # ------------------------------------------------------------------ the switch
@@ -166,13 +209,13 @@ def test_models_fuse_only_when_asked_and_compute_the_same(variant, rng):
             loss, ops = graph_ops(model, x)
             loss.backward()
         results[fused] = loss.item(), {n: p.grad.numpy() for n, p in model.named_parameters()}, ops
-    assert results[True][0] == results[False][0]
+    assert abs(results[True][0] - results[False][0]) <= 1e-6 * abs(results[False][0])
     for name, g in results[False][1].items():
-        assert_close(results[True][1][name], g, FLOAT32_RTOL, name)
+        assert_close(results[True][1][name], g, BN_ADD_RTOL, name)
     fused_ops, eager_ops = results[True][2], results[False][2]
-    assert "batch_norm_relu" in fused_ops and "batch_norm_relu" not in eager_ops
-    assert ("add_relu" in fused_ops) == (variant == "original")
-    assert "add_relu" not in eager_ops and "relu" in eager_ops
+    assert "batch_norm_relu" in fused_ops and "relu" in eager_ops
+    assert ("batch_norm_add_relu" in fused_ops) == (variant == "original")
+    assert not {"batch_norm_relu", "add_relu", "batch_norm_add_relu"} & set(eager_ops)
 
 
 def test_trace_hooks_and_summary_see_the_eager_ops(rng):
@@ -183,7 +226,8 @@ def test_trace_hooks_and_summary_see_the_eager_ops(rng):
         loss = F.cross_entropy(model(x), mr.tensor(np.arange(2)))
         loss.backward()
     ops = {r.op for r in t.records}
-    assert {"batch_norm", "relu", "add"} <= ops and not ops & {"batch_norm_relu", "add_relu"}
+    assert {"batch_norm", "relu", "add"} <= ops and not ops & {"batch_norm_relu", "add_relu",
+                                                                "batch_norm_add_relu"}
     seen = []
     handle = model.layer1[0].bn1.register_forward_hook(lambda m, i, out: seen.append(out._op))
     _, built = graph_ops(model, x)
@@ -197,7 +241,8 @@ def test_residual_blocks_are_found_in_a_fused_graph(rng):
     loss, _ = graph_ops(mr.models.resnet20(), mr.tensor(rng.standard_normal((2, 3, 32, 32)).astype(np.float32)))
     blocks = mr.graph.residual_blocks(loss)
     assert [b.stage for b in blocks] == [1, 1, 1, 2, 2, 2, 3, 3, 3]
-    assert [n._op for n in blocks[0].nodes] == ["conv2d", "batch_norm_relu", "conv2d", "batch_norm", "add_relu"]
+    assert [n._op for n in blocks[0].nodes] == ["conv2d", "batch_norm_relu", "conv2d", "batch_norm_add_relu"]
+    assert [b.shortcut_ops for b in blocks if b.number in (4, 7)] == [["getitem", "pad"]] * 2
     assert all(blocks[k + 1].input is blocks[k].add for k in range(8))
 
 
@@ -216,6 +261,6 @@ def test_fused_graph_holds_less_memory(rng):
             peaks[fused] = tracemalloc.get_traced_memory()[1]
             tracemalloc.stop()
     activation = 8 * 16 * 16 * 16 * 4                    # one stage-1 activation, bytes
-    # fused: two activations fewer in stage 1 alone (stem BN + ReLU, block 1's bn1 + ReLU
-    # and its add + ReLU hold one output each instead of two)
+    # fused, a graph holds per basic block 3 activations instead of 5 (no BN outputs before
+    # a ReLU, no sum before one): asked here, 2 fewer in stage 1 alone
     assert peaks[True] <= peaks[False] - 2 * activation, (peaks, activation)

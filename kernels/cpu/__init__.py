@@ -23,6 +23,8 @@ CPU only, not in __all__ (minires/ops/fused.py and norm.py; the GPU runs array c
     add_relu_forward(a, b) -> max(a + b, 0), or None when a and b share no dense layout
     relu_backward(g, y) -> g·[y > 0]
     batch_norm_affine(x3, scale, shift, relu) -> x3·scale + shift per channel [then max(·, 0)]
+    batch_norm_add_relu_forward(x3, r3, gamma, beta, eps) -> relu(BN(x3) + r3), mean, var, invstd
+        (channels-last rows only, else None)
 
 CPU only, not in __all__ (conv2d's Winograd path, minires/ops/winograd.py; m = 2 or 4, a = m + 2):
 
@@ -52,8 +54,9 @@ tune_malloc()
 
 CONV_WORKSPACE_BYTES = 4 << 20   # one chunk's columns: L2/L3-resident while the GEMM reads them
 
-from .batchnorm import (batch_norm_affine, batch_norm_backward, batch_norm_forward, batch_norm_relu_backward,
-                        batch_norm_relu_forward, batch_norm_update_running)
+from .batchnorm import (batch_norm_add_relu_forward, batch_norm_affine, batch_norm_backward,
+                        batch_norm_forward, batch_norm_relu_backward, batch_norm_relu_forward,
+                        batch_norm_update_running)
 from .columns import col2im, im2col
 from .gemm import matmul
 

@@ -135,6 +135,22 @@ def _affine_rows(x, scale, shift, y, relu):
 
 
 @njit(parallel=True, cache=True, fastmath=True)
+def _affine_add_relu_rows(x, scale, shift, residual, y):
+    """y = max(x·scale + shift + residual, 0): a basic block's second BN, shortcut and ReLU."""
+    rows, ch = x.shape
+    src, res, dst = x.reshape(-1), residual.reshape(-1), y.reshape(-1)
+    per = (rows + _BLOCKS - 1) // _BLOCKS
+    for b in prange(_BLOCKS):
+        for r in range(b * per, min(rows, (b + 1) * per)):
+            base = uint64(r * ch)
+            for c in range(uint64(ch)):
+                v = src[base + c] * scale[c] + shift[c] + res[base + c]
+                if v < 0:
+                    v = 0.0
+                dst[base + c] = v
+
+
+@njit(parallel=True, cache=True, fastmath=True)
 def _grad_sums_rows(g, x, y, mean, relu):
     """Per channel: Σ g and Σ g·(x - mean), float64 (relu: g read as g·[y > 0])."""
     rows, ch = x.shape
@@ -230,6 +246,23 @@ def batch_norm_backward(g, x, mean, invstd, gamma):
 def batch_norm_relu_forward(x, gamma, beta, eps):
     """relu(batch_norm(x)) in one pass: -> y, mean, var, invstd (as batch_norm_forward)."""
     return _forward(x, gamma, beta, eps, relu=True)
+
+
+def batch_norm_add_relu_forward(x, residual, gamma, beta, eps):
+    """relu(batch_norm(x) + residual) in one pass after the statistics, for x and residual
+    (M, C, 1) channels-last rows: -> y, mean, var, invstd; None for any other layout (the
+    op then runs batch_norm_forward and adds in place).  Its backward is relu_backward
+    (the gradient of both x's BN output and the residual), then batch_norm_backward."""
+    rows, res = _rows(x), _rows(residual)
+    if rows is None or res is None:
+        return None
+    mean, var = _moments_rows(rows)
+    invstd = 1.0 / np.sqrt(var + eps)
+    scale = (gamma * invstd).astype(x.dtype)
+    shift = (beta - mean * gamma * invstd).astype(x.dtype)
+    y = np.empty_like(x)
+    _affine_add_relu_rows(rows, scale, shift, res, y[:, :, 0])
+    return y, mean, var, invstd
 
 
 def batch_norm_relu_backward(g, x, y, mean, invstd, gamma):

@@ -16,10 +16,10 @@ Attribute names are those of the common PyTorch reference
 (akamaster/pytorch_resnet_cifar10: conv1, bn1, layerK.i.{conv1,bn1,conv2,bn2,shortcut},
 linear), so its state dicts load key for key.
 
-Every "relu(BN(...))" and "relu(... + shortcut)" below goes through ``bn_relu`` and
-``add_relu``: one fused op each when fusion is on (the default; minires/ops/fused.py),
-the eager ops (batch_norm, add, relu: separate graph nodes) inside minires.trace() and
-under minires.fusion(False).  The math is the same either way.
+Every "relu(BN(...))", "relu(BN(...) + shortcut)" and "relu(... + shortcut)" below goes
+through ``bn_relu``, ``bn_add_relu`` and ``add_relu``: one fused op each when fusion is on
+(the default; minires/ops/fused.py), the eager ops (batch_norm, add, relu: separate graph
+nodes) inside minires.trace() and under minires.fusion(False).  The math is the same.
 """
 from __future__ import annotations
 
@@ -43,13 +43,21 @@ def blocks_per_stage(depth):
     return (depth - 2) // 6
 
 
+def _fusable(bn):
+    """Fusion is on and ``bn`` is a batch norm module that no forward hook watches
+    (model_summary's must see its output)."""
+    return isinstance(bn, _BatchNorm) and not bn._forward_hooks and fusion_enabled()
+
+
 def bn_relu(bn, x):
-    """relu(bn(x)): the fused F.batch_norm_relu when fusion is on and ``bn`` is a batch norm
-    module that no forward hook watches (model_summary's must see its output); else the
-    module, then F.relu."""
-    if isinstance(bn, _BatchNorm) and not bn._forward_hooks and fusion_enabled():
-        return bn.forward_relu(x)
-    return F.relu(bn(x))
+    """relu(bn(x)): the fused F.batch_norm_relu when ``_fusable(bn)``; else the module, then F.relu."""
+    return bn.forward_relu(x) if _fusable(bn) else F.relu(bn(x))
+
+
+def bn_add_relu(bn, x, residual):
+    """relu(bn(x) + residual): the fused F.batch_norm_add_relu when ``_fusable(bn)``; else
+    the module, then add_relu."""
+    return bn.forward_add_relu(x, residual) if _fusable(bn) else add_relu(bn(x), residual)
 
 
 def add_relu(a, b):
@@ -135,12 +143,13 @@ class BasicBlock(nn.Module):
             out = self.bn2(self.conv2(bn_relu(self.bn1, self.conv1(F.relu(x)))))
         else:
             out = self.conv2(bn_relu(self.bn1, self.conv1(x)))
+            if v == "original":                  # relu(BN(out) + shortcut), fused where it may be
+                return (bn_add_relu(self.bn2, out, self.shortcut(x)) if self.shortcut is not None
+                        else bn_relu(self.bn2, out))
             if v == "relu_before_add":
                 out = bn_relu(self.bn2, out)
             elif v != "bn_after_add":
                 out = self.bn2(out)
-        if v == "original":                      # relu(F(x) + shortcut), fused where it may be
-            return add_relu(out, self.shortcut(x)) if self.shortcut is not None else F.relu(out)
         if self.shortcut is not None:
             out = out + self.shortcut(x)
         if v == "bn_after_add":

@@ -68,6 +68,10 @@ class _BatchNorm(Module):
         on, ops/fused.py); forward hooks do not see it: it is not a call of the module."""
         return self._normalise(F.batch_norm_relu, x)
 
+    def forward_add_relu(self, x, residual):
+        """relu(self(x) + residual) as one op, F.batch_norm_add_relu (as forward_relu)."""
+        return self._normalise(lambda x, *args: F.batch_norm_add_relu(x, residual, *args), x)
+
     def _normalise(self, op, x):
         if x.ndim not in self._rank:
             raise ValueError(f"{type(self).__name__}: expected input of rank "

@@ -46,11 +46,16 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None,
     y3 = eval_affine(x3, scale, beta - mean * scale, relu=False)
 
     def backward_eval(g):
-        g3 = channel_view(g, cl)
-        xhat = (x3 - mean[:, None]) * invstd[:, None]
-        return _select(x, weight, bias, from_channel_view(g3 * scale[:, None], x.shape, cl),
-                       (g3 * xhat).sum(axis=(0, 2)), g3.sum(axis=(0, 2)))
+        dx, dgamma, dbeta = batch_norm_eval_backward(channel_view(g, cl), x3, mean, invstd, gamma)
+        return _select(x, weight, bias, from_channel_view(dx, x.shape, cl), dgamma, dbeta)
     return Tensor.from_op(from_channel_view(y3, x.shape, cl), parents, backward_eval, "batch_norm")
+
+
+def batch_norm_eval_backward(g3, x3, mean, invstd, gamma):
+    """Evaluation mode's backward: the statistics are constants, so y = x·scale + shift
+    per channel -> dx = g·scale, dgamma = Σ g·x̂, dbeta = Σ g."""
+    xhat = (x3 - mean[:, None]) * invstd[:, None]
+    return g3 * (gamma * invstd)[:, None], (g3 * xhat).sum(axis=(0, 2)), g3.sum(axis=(0, 2))
 
 
 def eval_affine(x3, scale, shift, relu):
