@@ -3,8 +3,9 @@
 * every source compiles with nvcc (PTX and cubin, float and double, warnings are
   errors) -- skipped where nvcc is absent -- and with NVRTC as CuPy's RawModule
   would compile it -- skipped where CuPy's NVRTC binding or libnvrtc is absent;
-* kernels/cuda/__init__.py defines every function of the CPU kernel interface
-  with the same signature (read with ast: no CuPy needed);
+* kernels/cuda/__init__.py provides (defines or imports from its modules) every
+  function of the CPU kernel interface with the same signature (read with ast: no
+  CuPy needed), and every module there is a wrapper module the index imports;
 * the launch constants on the Python side match the sources;
 * importing the CUDA kernel module and the compile check does not import CuPy.
 """
@@ -142,13 +143,12 @@ def _signature(fn):
 
 def test_cuda_module_has_the_cpu_interface():
     cpu_tree, cpu_funcs = _module_functions(CPU_INIT)
-    cuda_tree, _ = _module_functions(CUDA_INIT)
-    cuda_defs = {n.name: n for n in cuda_tree.body if isinstance(n, ast.FunctionDef)}
+    cuda_tree, cuda_defs = _module_functions(CUDA_INIT)
     interface = _all_names(cpu_tree)
     assert len(interface) >= 8
     for name in interface:
         assert name in cpu_funcs, f"CPU interface name {name} has no definition"
-        assert name in cuda_defs, f"kernels/cuda/__init__.py does not define {name}"
+        assert name in cuda_defs, f"kernels/cuda/__init__.py does not provide {name}"
         assert _signature(cuda_defs[name]) == _signature(cpu_funcs[name]), name
     assert set(interface) <= set(_all_names(cuda_tree))
     cuda_globals = {t.id for n in cuda_tree.body if isinstance(n, ast.Assign) for t in n.targets
@@ -157,8 +157,8 @@ def test_cuda_module_has_the_cpu_interface():
 
 
 def test_gpu_extras_are_defined():
-    cuda_tree, _ = _module_functions(CUDA_INIT)
-    defs = {n.name: n for n in cuda_tree.body if isinstance(n, ast.FunctionDef)}
+    cuda_tree, defs = _module_functions(CUDA_INIT)
+    assert set(defs) <= set(_all_names(cuda_tree))
     assert _signature(defs["sgd_step"])["args"] == ["params", "grads", "bufs", "lr", "momentum",
                                                      "weight_decay", "dampening", "nesterov", "first_step"]
     assert _signature(defs["matmul"])["args"] == ["a", "b", "out"]
@@ -166,6 +166,22 @@ def test_gpu_extras_are_defined():
     for name in ("batch_norm_relu_forward", "batch_norm_relu_backward", "cross_entropy_forward",
                  "cross_entropy_backward", "load_all"):
         assert name in defs
+
+
+_LAUNCHES = re.compile(r'_kernel\("(\w+\.cu)"')
+
+
+def test_each_source_has_its_wrapper_module_and_the_index_imports_them_all():
+    """kernels/cuda is split by job: x.py wraps x.cu alone, and __init__ imports every module."""
+    folder = KERNELS_DIR / "cuda"
+    imported = {node.module for node in ast.parse(CUDA_INIT.read_text(encoding="utf-8")).body
+                if isinstance(node, ast.ImportFrom) and node.level == 1}
+    wrappers = {p.stem for p in folder.glob("*.py")} - {"__init__", "_sources", "compile_check"}
+    assert wrappers == {Path(s).stem for s in SOURCES} | {"_launch"}
+    assert wrappers <= imported, f"kernels/cuda/__init__.py does not import {sorted(wrappers - imported)}"
+    for source in SOURCES:
+        launched = set(_LAUNCHES.findall((folder / source).with_suffix(".py").read_text(encoding="utf-8")))
+        assert launched == {source}, f"{Path(source).stem}.py launches kernels of {sorted(launched)}"
 
 
 # --------------------------------------------------------- launch constants

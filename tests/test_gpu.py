@@ -225,7 +225,7 @@ def test_pooling_matches_cpu(shape, pool, dtype):
     np.testing.assert_array_equal(host(out), out_c)
     assert argmax.dtype == np.int32 and argmax.shape == out.shape
     np.testing.assert_array_equal(host(argmax), argmax_c)
-    assert KG._geometry_record(argmax) is not None, "forward's argmax should carry its geometry"
+    assert KG.pooling._geometry_record(argmax) is not None, "forward's argmax should carry its geometry"
     dx_c = KC.max_pool2d_backward(g, argmax_c, shape)
     close(KG.max_pool2d_backward(gpu(g), argmax, shape), dx_c, dtype, "max dx")
     # an argmax from elsewhere (no geometry record): the full-plane scan, same result
@@ -361,9 +361,9 @@ def test_fused_sgd_mixed_dtypes_and_table_cache():
     grads = [gpu(rand(rng, v.shape, v.dtype)) for v in init]
     bufs = [cp.zeros_like(p) for p in params]
     KG.sgd_step(params, grads, bufs, 0.5, 0.9, 0.0, 0.0, False, first_step=True)
-    cached = len(KG._sgd_tables)
+    cached = len(KG.sgd._sgd_tables)
     KG.sgd_step(params, grads, bufs, 0.5, 0.9, 0.0, 0.0, False, first_step=False)
-    assert len(KG._sgd_tables) == cached                  # same arrays: the tables are reused
+    assert len(KG.sgd._sgd_tables) == cached                  # same arrays: the tables are reused
     for v, p, g in zip(init, params, grads):
         g = host(g)
         buf = 0.9 * g + g
@@ -417,8 +417,8 @@ def test_cross_entropy_bad_target_is_nan_not_an_error(dtype):
 
 def test_grid_stride_loops_cover_everything(monkeypatch):
     """With the grids capped far below one thread per element, every kernel's loop must still cover all."""
-    monkeypatch.setattr(KG, "_MAX_GRID_X", 3)
-    monkeypatch.setattr(KG, "_MAX_GRID_YZ", 2)
+    monkeypatch.setattr(KG._launch, "_MAX_GRID_X", 3)
+    monkeypatch.setattr(KG._launch, "_MAX_GRID_YZ", 2)
     rng = np.random.default_rng(13)
     dtype = np.float64
     shape, *rest = GEOMETRIES[6]

@@ -1,7 +1,7 @@
 """CPU kernels (Numba).  The interface every device's kernel module provides:
 
-    im2col(x, kernel, stride, padding, dilation, out_hw) -> cols (N*Ho*Wo, C*kh*kw)
-    col2im(cols, x_shape, kernel, stride, padding, dilation, out_hw) -> x
+    im2col(x, kernel, stride, padding, dilation, out_hw, groups=1, out=None) -> cols (N*Ho*Wo, kh*kw*C)
+    col2im(cols, x_shape, kernel, stride, padding, dilation, out_hw, groups=1, out=None) -> x
     batch_norm_forward(x3, gamma, beta, eps) -> y3, mean, var, invstd   (x3: (N, C, L))
     batch_norm_backward(g3, x3, mean, invstd, gamma) -> dx3, dgamma, dbeta
     batch_norm_update_running(running_mean, running_var, mean, var, count, momentum)  (in place)
@@ -33,8 +33,9 @@ CPU only, not in __all__ (conv2d's Winograd path, minires/ops/winograd.py; m = 2
     winograd_output(M, m, out) -> y (N, H, W, K)          winograd_filter_grad(dU, m) -> dW (K, C, 3, 3)
     winograd_output_grad(g, m, out) -> dM (a*a, N*TH*TW, K)
 
-kernel/stride/padding/dilation/out_hw are (h, w) pairs; im2col and col2im take an optional
-``out=`` array to write into.  CONV_WORKSPACE_BYTES bounds the columns of one chunk of
+kernel/stride/padding/dilation/out_hw are (h, w) pairs; x is channels-last (N, H, W, C), and a
+row of cols is one output pixel with its taps ordered (channel group, kernel row, kernel column,
+channel of the group) -- columns.py; im2col and col2im write into ``out=`` when given.  CONV_WORKSPACE_BYTES bounds the columns of one chunk of
 images in conv2d (small on the CPU so that they stay in cache).
 """
 import os

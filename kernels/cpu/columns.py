@@ -99,7 +99,8 @@ def _col2im(cols, x, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, groups):
 
 
 def im2col(x, kernel, stride, padding, dilation, out_hw, groups=1, out=None):
-    """x (N, H, W, C) channels-last -> cols (N*Ho*Wo, C*kh*kw), written into ``out`` when given."""
+    """x (N, H, W, C) channels-last -> cols (N*Ho*Wo, kh*kw*C), written into ``out`` when given;
+    taps ordered (group, i, j, channel of the group), see the module docstring."""
     n, c = x.shape[0], x.shape[3]
     (kh, kw), (sh, sw), (ph, pw), (dh, dw), (ho, wo) = kernel, stride, padding, dilation, out_hw
     if out is None:
@@ -109,7 +110,7 @@ def im2col(x, kernel, stride, padding, dilation, out_hw, groups=1, out=None):
 
 
 def col2im(cols, x_shape, kernel, stride, padding, dilation, out_hw, groups=1, out=None):
-    """cols (N*Ho*Wo, C*kh*kw) -> x (N, H, W, C) channels-last, summing overlapping taps
+    """cols (N*Ho*Wo, kh*kw*C) -> x (N, H, W, C) channels-last, summing overlapping taps
     (im2col's adjoint).  ``out`` (C-contiguous, shape x_shape) is overwritten when given."""
     (kh, kw), (sh, sw), (ph, pw), (dh, dw), (ho, wo) = kernel, stride, padding, dilation, out_hw
     if out is None:

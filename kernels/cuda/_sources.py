@@ -1,6 +1,6 @@
 """The CUDA sources of minires and the kernel instantiations each one provides.
 
-Plain Python, no CuPy: ``__init__`` (which loads the sources with
+Plain Python, no CuPy: ``_launch`` (which loads the sources with
 ``cupy.RawModule``) and ``compile_check`` (which compiles them with nvcc and
 NVRTC on a machine without a GPU) read the same table, so whatever the check
 compiles is exactly what runs.

@@ -15,7 +15,7 @@
 typedef long long i64;
 
 #define MINIRES_POOL_MAGIC 0x4d52504f   // "MRPO": marks a geometry record behind argmax
-constexpr int POOL_GEOMETRY_INTS = 8;   // the record's length (__init__.py: POOL_GEOMETRY_INTS)
+constexpr int POOL_GEOMETRY_INTS = 8;   // the record's length (pooling.py: POOL_GEOMETRY_INTS)
 
 __device__ __forceinline__ int first_window(int i, int pad, int k, int s)
 {
@@ -32,7 +32,7 @@ __device__ __forceinline__ int last_window(int i, int pad, int s, int out)
 // ------------------------------------------------------------------- max
 // argmax: int32 flat index (ih*W + iw) of the first maximum inside each input
 // plane.  The first thread also writes the pooling geometry into `geom`
-// (8 ints right behind argmax in the same allocation, see __init__.py):
+// (8 ints right behind argmax in the same allocation, see pooling.py):
 // [magic, kh, kw, sh, sw, ph, pw, 0].  The backward kernel reads it from there,
 // because max_pool2d_backward(g, argmax, x_shape) is not given the geometry and
 // a gather needs it to know which windows cover a pixel.

@@ -4,7 +4,7 @@
 // too short to fill the GPU.  Here one launch covers them all.
 //
 // The tensors are described by a table in device memory, built once by the
-// Python side (kernels/cuda/__init__.py, sgd_step) and cached:
+// Python side (kernels/cuda/sgd.py, sgd_step) and cached:
 //
 //   table[0*T .. 1*T)  parameter pointers   (as 64-bit integers)
 //   table[1*T .. 2*T)  gradient pointers

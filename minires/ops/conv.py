@@ -2,18 +2,18 @@
 
 Tensors are NCHW to the user; conv2d works on channels-last memory, where
 im2col is a series of contiguous copies (see kernels/cpu/columns.py).  For
-x (N, C, H, W), weight (Cout, C/groups, kh, kw), K = C*kh*kw taps, L = Ho*Wo:
+x (N, C, H, W), weight (Cout, C/groups, kh, kw), K = kh*kw*C taps, L = Ho*Wo:
 
     x_cl  = x as (N, H, W, C)           free when x is already channels-last
-    cols  = im2col(x_cl)                (n*L, K)     [kernel: one row per output pixel]
+    cols  = im2col(x_cl)                (n*L, K)     [a row per output pixel, taps (group, i, j, c)]
     out^T = cols @ W^T                  (n*L, Cout)  [GEMM: K.matmul] = the output, channels-last
 Backward, with g^T the upstream gradient as (n*L, Cout):
     dW   += g^T^T @ cols                (Cout, K)
     dcols = g^T @ W                     (n*L, K)  -> col2im -> dx (channels-last)
     db    = Σ g
 The output and dx are returned as NCHW views of channels-last memory, so the
-next convolution (and its backward) gets its input without a copy.  A channel
-group is a block of K columns and of Cout: one GEMM per group.
+next convolution (and its backward) gets its input without a copy.  W is the weight as
+(Cout, K/groups) in the columns' tap order; one GEMM per group, on K/groups columns and Cout/groups rows.
 
 The batch runs in chunks of n images whose columns fit the kernel module's
 workspace (about a core's L2 on the CPU; the whole batch on the GPU), one chunk
