@@ -18,10 +18,11 @@ The design choice -- fusion is an explicit, visible choice, never a rewrite behi
 user's back.  minires exists to study autograd, and a fused op hides the relu (and the
 add) that a reader expects to find in a graph, a trace or a hook.  So:
 
-  * F.batch_norm_relu and F.add_relu are ordinary ops that always fuse: call them and you
-    get one node; call batch_norm then relu and you get two, whatever the switch says.
+  * F.batch_norm_relu, F.add_relu and F.batch_norm_add_relu are ordinary ops that always
+    fuse: call one and you get one node; call batch_norm then relu and you get two,
+    whatever the switch says.
   * The CIFAR models (minires/models/cifar.py) call the fused ops when ``fusion_enabled()``
-    is true, the two eager ops otherwise.  It is true by default (training speed); false
+    is true, the eager ops otherwise.  It is true by default (training speed); false
     inside ``minires.trace()`` (the tracer must see every op), under
     ``with minires.fusion(False):``, after ``minires.set_fusion(False)``, or with
     MINIRES_FUSION=0 in the environment.  A batch norm module with a forward hook is never
@@ -29,9 +30,11 @@ add) that a reader expects to find in a graph, a trace or a hook.  So:
   * Tensor.register_hook on the BN output before the ReLU, or on the sum before it, needs
     those tensors to exist: build the graph with fusion off (docs/autograd.md's tour does).
 
-The gradients are the unfused ops' exactly (same kernels, same summation order, the ReLU
-mask applied as a select): tests/test_fused.py checks float64 gradients against central
-differences and float32 results against the eager ops.  On the GPU batch_norm_relu runs
+The gradients are the unfused ops' (same kernels, same summation order, the ReLU mask
+applied as a select; batch_norm_relu and add_relu are bit-identical on the CPU,
+batch_norm_add_relu may round its sum once instead of twice): tests/test_fused.py checks
+float64 gradients against central differences and float32 results against the eager ops,
+with the bounds it states.  On the GPU batch_norm_relu runs
 kernels/cuda's batch_norm_relu_forward/backward; add_relu runs the array code below on
 both devices when the CPU kernel does not apply (other layouts, broadcasting, integers);
 batch_norm_add_relu runs batch_norm_forward and adds in place where its CPU kernel does not
@@ -47,7 +50,8 @@ import numpy as np
 from .. import autograd, backend
 from ..tensor import Tensor
 from ._util import as_operands, check_same_device, check_same_dtype, check_tensor, shape_str, unbroadcast
-from .norm import _select, batch_norm_eval_backward, channel_view, check_batch_norm, eval_affine, from_channel_view, is_channels_last
+from .norm import (_select, batch_norm_eval_backward, channel_view, check_batch_norm, eval_affine,
+                   from_channel_view, is_channels_last)
 
 ENV_VAR = "MINIRES_FUSION"
 _chosen = None        # set_fusion's choice; None: the environment decides
