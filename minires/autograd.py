@@ -21,6 +21,18 @@ _state = threading.local()
 # test it once per op -- the whole cost of the tracer when it is off.
 tracer = None
 
+# Set (to a description) while minires.cuda_graph captures a step: Python hooks would
+# run once, at capture, and never in a replay, so they are refused then.
+capturing = None
+
+
+def refuse_hooks_in_capture(what):
+    if capturing is not None:
+        from .cuda_graph import CaptureError
+        raise CaptureError(f"cannot capture the step as a CUDA graph: {what} is registered, and a "
+                           f"Python hook would run once at capture, never at the replays; remove "
+                           f"it (handle.remove()) or run the step eagerly")
+
 
 def is_grad_enabled() -> bool:
     return getattr(_state, "enabled", True)
@@ -99,6 +111,9 @@ def run_backward(root, grad, retain_graph=False):
         if g is None:              # nothing flowed here (e.g. only via a constant)
             continue
         owned.discard(id(node))
+        if node._hooks and capturing is not None:
+            refuse_hooks_in_capture(f"a tensor hook (register_hook) on a {node._op} tensor of shape "
+                                    f"{tuple(node.shape)}")
         for hook in node._hooks:
             replaced = hook(Tensor(g))
             if replaced is not None:

@@ -79,10 +79,19 @@ def _train_parser(sub):
            shown="runs/MODEL-DATASET")
     p.add_argument("--resume", nargs="?", const=True, metavar="RUN",
                    help="continue the run saved in --out (or in the run folder or checkpoint RUN) "
-                        "with its own settings; only --device, --threads, --no-progress and a "
-                        "longer --epochs/--iterations may be given with it (default: start a new run)")
+                        "with its own settings; only --device, --threads, --graph/--no-graph, "
+                        "--no-progress and a longer --epochs/--iterations may be given with it "
+                        "(default: start a new run)")
     option("--eval-batch-size", "batch size of the test pass", type=int)
     option("--log-every", "GPU: read loss and accuracy back every N steps", type=int)
+    graph = p.add_mutually_exclusive_group()
+    graph.add_argument("--graph", dest="graph", action="store_true",
+                       help="GPU: capture the training step as a CUDA graph once and replay it, one "
+                            "launch per step (minires's own GEMM kernel inside; NaN/loss read every "
+                            "--log-every steps) (default: off, eager steps)")
+    graph.add_argument("--no-graph", dest="graph", action="store_false",
+                       help="eager steps; with --resume, continue a --graph run eagerly "
+                            "(the default for a new run)")
     option("--limit-train", "use only the first N training images", type=int, shown="all")
     option("--limit-test", "use only the first N test images", type=int, shown="all")
     p.add_argument("--no-progress", dest="progress", action="store_false",

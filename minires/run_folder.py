@@ -35,11 +35,13 @@ RUN_FILES = (CONFIG, CHECKPOINT, METRICS)          # any of these: the folder ho
 
 # Settings that --resume may change because they cannot change the result, and the
 # run's length, which may grow.  Everything else given with --resume is refused.
-SAFE_TO_CHANGE = ("device", "progress", "download")
+# --graph is one of them: a CUDA-graph step computes what the eager step computes (bit
+# for bit with the same GEMM), so a run may be resumed with or without it.
+SAFE_TO_CHANGE = ("device", "progress", "download", "graph")
 LENGTHS = ("epochs", "iterations")
 # TrainConfig fields whose command-line flag is not simply --field-name.
 FLAG_NAMES = {"download": "--no-download", "progress": "--no-progress",
-              "augment": "--augment/--no-augment"}
+              "augment": "--augment/--no-augment", "graph": "--graph/--no-graph"}
 
 
 class RunFolderError(RuntimeError):
@@ -258,7 +260,7 @@ def resume_settings(saved: dict, changes: dict):
             raise RunFolderError(
                 f"{flag(field)}{shown} would change the saved run (it has {flag(field)} "
                 f"{_show(saved.get(field))}); with --resume only --device, --threads, "
-                f"--no-progress and a longer --epochs/--iterations may be given")
+                f"--graph/--no-graph, --no-progress and a longer --epochs/--iterations may be given")
     settings.update({k: v for k, v in changes.items() if k in SAFE_TO_CHANGE})
     lengths = {k: v for k, v in changes.items() if k in LENGTHS and v is not None}
     if lengths:

@@ -14,6 +14,9 @@ Defaults are He et al. 2015's CIFAR recipe for ResNet-20: batch 128, SGD with
 momentum 0.9, weight decay 1e-4, lr 0.1 divided by 10 at 32k and 48k
 iterations, 64k iterations, 4-pixel pad + random crop + horizontal flip.
 
+On the GPU, ``--graph`` runs each step as one CUDA-graph launch instead (cuda_graph.py:
+the graph gathers its own batch, loss and errors stay on the device until a read-back).
+
 The run folder (settings, checkpoint, metrics, lock, resume) is run_folder.py's job;
 this file only asks it to commit once per epoch.  SIGINT and SIGTERM stop a run at
 the next step boundary, saved, with RunInterrupted (exit status 128 + signal).
@@ -73,6 +76,7 @@ class TrainConfig:
     out: str | None = None               # None: runs/<model>-<dataset>
     eval_batch_size: int = 500
     log_every: int = 20                  # GPU: read loss/accuracy back every N steps
+    graph: bool = False                  # GPU: each training step one CUDA-graph launch (cuda_graph.py)
     limit_train: int | None = None       # use only the first N training images (smoke runs)
     limit_test: int | None = None
     progress: bool = True
@@ -124,6 +128,10 @@ def absolute_data_dir(data_dir):
     return None if data_dir is None else os.path.abspath(os.path.expanduser(data_dir))
 
 
+GRAPH_NEEDS_GPU = ("--graph needs a CUDA GPU (--device gpu with CuPy); a run saved with --graph "
+                   "resumes eagerly elsewhere with --resume --no-graph")
+
+
 class RunInterrupted(KeyboardInterrupt):
     """SIGINT or SIGTERM stopped the run; ``exit_code`` is the shell's 128 + signal number."""
 
@@ -134,6 +142,12 @@ class RunInterrupted(KeyboardInterrupt):
 
 class TrainingDiverged(RuntimeError):
     pass
+
+
+def check_graph(cfg, device=None):
+    """--graph only on a CUDA device: refused before anything is read or written."""
+    if cfg.graph and (device or resolve_device(cfg.device)) != backend.CUDA:
+        raise ValueError(GRAPH_NEEDS_GPU)
 
 
 def resolve_device(device):
@@ -237,6 +251,7 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, folder: RunFolder, log=print):
         self.cfg, self.folder, self.log = cfg, folder, log
         self.device = resolve_device(cfg.device)
+        check_graph(cfg, self.device)
         mr_random.manual_seed(cfg.seed)
         train_arrays, test_arrays, mean, std, classes, augment = load_datasets(cfg, log)
         # Saved with the checkpoint: an image folder's statistics come from its training images,
@@ -256,6 +271,11 @@ class Trainer:
         self.optimizer = optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                    weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
         self.scheduler = self._schedule()
+        self.graph = self.eval_graph = None
+        if cfg.graph:
+            from .cuda_graph import EvaluationGraph, TrainingGraph
+            self.graph = TrainingGraph(self.model, self.optimizer, self.train_loader)
+            self.eval_graph = EvaluationGraph(self.model, self.test_loader)
         self.out = folder.path
         self.epoch, self.step, self.batch_in_epoch = 0, 0, 0
         self.partial = _fresh_partial()
@@ -356,6 +376,8 @@ class Trainer:
 
     def _epoch(self, stop):
         """Train until the end of the epoch (True) or until a stop request (False)."""
+        if self.graph is not None:
+            return self._graph_epoch(stop)
         cfg, xp = self.cfg, self.train_loader.xp
         self.model.train()
         self.train_loader.set_epoch(self.epoch)
@@ -409,16 +431,64 @@ class Trainer:
             bar.close()
         return self.batch_in_epoch == self.steps_per_epoch or self.step >= self.total_steps
 
-    def _check_finite(self, bad_step):
+    def _graph_epoch(self, stop):
+        """_epoch in CUDA-graph mode: one graph launch per step (TrainingGraph), the loss,
+        errors and non-finite flag read back from the device every --log-every steps."""
+        cfg, graph, p = self.cfg, self.graph, self.partial
+        self.model.train()
+        graph.start_epoch(self.epoch, self.batch_in_epoch, self.step)
+        bar = _progress(cfg.progress, self.steps_per_epoch, self.epoch, self.total_epochs,
+                        self.batch_in_epoch, self.log)
+        started, done_before, pending = time.perf_counter(), p["seen"], 0
+        n = len(self.train_loader.labels)
+        batch_size = self.train_loader.batch_size
+
+        def readback():
+            loss_sum, wrong, bad = graph.read()
+            self._check_finite(bad, detected=self.step, every=cfg.log_every)
+            p["loss_sum"] += loss_sum
+            p["wrong"] += wrong
+            p["seen"] += pending
+        for b in range(self.batch_in_epoch, self.steps_per_epoch):
+            if self.step >= self.total_steps or stop.requested:
+                break
+            p["lr"] = self.optimizer.param_groups[0]["lr"]
+            batch = min(batch_size, n - b * batch_size)
+            graph.step(batch)
+            self.scheduler.step()
+            pending += batch
+            self.step += 1
+            self.batch_in_epoch = b + 1
+            if self.step % cfg.log_every == 0 or self.batch_in_epoch == self.steps_per_epoch:
+                readback()
+                pending = 0
+                if bar is not None:
+                    bar.set_postfix(loss=f"{p['loss_sum'] / p['seen']:.3f}",
+                                    acc=f"{1 - p['wrong'] / p['seen']:.3f}",
+                                    img_s=f"{(p['seen'] - done_before) / (time.perf_counter() - started):.0f}",
+                                    lr=f"{self.optimizer.param_groups[0]['lr']:.3g}", refresh=False)
+            if bar is not None:
+                bar.update(1)
+        readback()
+        p["seconds"] += time.perf_counter() - started
+        if bar is not None:
+            bar.close()
+        return self.batch_in_epoch == self.steps_per_epoch or self.step >= self.total_steps
+
+    def _check_finite(self, bad_step, detected=None, every=None):
         if bad_step >= 0:
+            when = "" if detected is None or detected == bad_step + 1 else (
+                f", found at the read-back after iteration {detected - 1} (--graph reads the device "
+                f"every --log-every {every} steps; the steps in between trained on)")
             raise TrainingDiverged(
                 f"the training loss became NaN or infinite at iteration {bad_step} "
-                f"(epoch {self.epoch + 1}); stopped. The last good state is "
+                f"(epoch {self.epoch + 1}{when}); stopped. The last good state is "
                 f"{self.checkpoint_path} (if an epoch finished). Try a lower --lr or --warmup.")
 
     def _end_of_epoch(self):
         p = self.partial
-        test_loss, test_error = evaluate(self.model, self.test_loader)
+        test_loss, test_error = (evaluate(self.model, self.test_loader) if self.eval_graph is None
+                                 else self.eval_graph.evaluate())
         row = {"epoch": self.epoch + 1, "iteration": self.step, "lr": p["lr"],
                "train_loss": p["loss_sum"] / p["seen"], "train_error": p["wrong"] / p["seen"],
                "test_loss": test_loss, "test_error": test_error,
@@ -517,6 +587,7 @@ def train(cfg: TrainConfig, resume=False, log=print):
     if resume:
         folder = run_folder_of(resume) if isinstance(resume, (str, os.PathLike)) else cfg.out
         return resume_run(folder, dataclasses.asdict(cfg), log=log)
+    check_graph(cfg)
     with _Signals() as signals, RunFolder(cfg.out) as folder:
         folder.refuse_existing_run()
         trainer = Trainer(cfg, folder, log=log)
@@ -545,6 +616,7 @@ def resume_run(out, changes=None, log=print):
             changes["data_dir"] = absolute_data_dir(changes["data_dir"])
         settings, notes = resume_settings(saved, changes)
         cfg = _config_from(settings, folder)
+        check_graph(cfg)
         state = folder.load()
         if state is not None and _finished(cfg, state[1], folder.file(CHECKPOINT)):
             unit = "epochs" if cfg.epochs is not None else "iterations"

@@ -145,7 +145,8 @@ def test_cli_train_eval_summary_and_the_resume_rules(tmp_path, capsys):
     assert cli.main(["train", "--resume", "--out", str(out), "--lr", "5"]) == 1
     assert capsys.readouterr().err == ("minires train: error: --lr 5 would change the saved run (it "
                                        "has --lr 0.1); with --resume only --device, --threads, "
-                                       "--no-progress and a longer --epochs/--iterations may be given\n")
+                                       "--graph/--no-graph, --no-progress and a longer "
+                                       "--epochs/--iterations may be given\n")
     # The same data folder spelt relatively is no change; the checkpoint names its run folder.
     assert cli.main(["train", "--resume", str(out / "checkpoint.npz"), "--device", "cpu",
                      "--data-dir", os.path.relpath(DATA)]) == 0

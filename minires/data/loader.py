@@ -80,15 +80,22 @@ class DataLoader:
         order, dy, dx, flip = self.plan(epoch)
         for b in range(len(self)):
             part = slice(b * self.batch_size, (b + 1) * self.batch_size)
-            idx = order[part]
             if self.augment:
-                x = gather_crops(self.images, idx, dy[part], dx[part], flip[part])
+                yield self.batch(order[part], dy[part], dx[part], flip[part])
             else:
-                x = self.images[idx]
-            x = x.astype(np.float32) / 255
-            if self.resize is not None:
-                x = resize_bilinear(x, self.resize)
-            yield Tensor((x - self.mean) / self.std), Tensor(self.labels[idx])
+                yield self.batch(order[part])
+
+    def batch(self, idx, dy=None, dx=None, flip=None):
+        """(x, y) of the samples ``idx`` with the crop offsets and flips given for them
+        (augment=True); device work only, so a captured CUDA graph can run it."""
+        if self.augment:
+            x = gather_crops(self.images, idx, dy, dx, flip)
+        else:
+            x = self.images[idx]
+        x = x.astype(np.float32) / 255
+        if self.resize is not None:
+            x = resize_bilinear(x, self.resize)
+        return Tensor((x - self.mean) / self.std), Tensor(self.labels[idx])
 
     def __repr__(self):
         return (f"DataLoader({len(self.labels)} samples, batch_size={self.batch_size}, "

@@ -9,7 +9,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from .. import backend
+from .. import autograd, backend
 from ..autograd import HookHandle
 from ..tensor import Tensor
 from .parameter import Parameter
@@ -213,6 +213,8 @@ class Module:
 
     def __call__(self, *args, **kwargs):
         out = self.forward(*args, **kwargs)
+        if self._forward_hooks and autograd.capturing is not None:
+            autograd.refuse_hooks_in_capture(f"a forward hook on {type(self).__name__}")
         for hook in self._forward_hooks:
             replaced = hook(self, args, out)
             if replaced is not None:

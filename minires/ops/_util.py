@@ -79,7 +79,10 @@ def _coerce(op, value, like):
         if like.dtype.kind in "biu" and not isinstance(value, (numbers.Integral, np.integer)):
             raise TypeError(f"{op}: cannot combine a {like.dtype} tensor with the number {value!r} "
                             f"(minires does not promote silently); convert with .astype(...)")
-        return Tensor(like.xp.asarray(value, dtype=like.dtype))
+        if like.xp is np:
+            return Tensor(np.asarray(value, dtype=like.dtype))
+        # on the GPU a fill kernel, not a host-to-device copy: capturable in a CUDA graph
+        return Tensor(like.xp.full((), value, dtype=like.dtype))
     if isinstance(value, np.ndarray) or backend.is_cupy_array(value):
         return Tensor(value)
     raise TypeError(f"{op}: unsupported operand type {type(value).__name__}")

@@ -10,6 +10,15 @@ def _swap(a):
     return a.swapaxes(-1, -2)
 
 
+def _mm(xp, a, b):
+    """a @ b of 2-d arrays; on the GPU through kernels.cuda.matmul, so that its GEMM switch
+    ('own' in a captured CUDA graph, where CuPy refuses cuBLAS) covers linear too."""
+    if xp.__name__ == "numpy":
+        return a @ b
+    from .. import backend
+    return backend.kernels_for(xp).matmul(a, b)
+
+
 def matmul(a, b):
     """a @ b for tensors of rank >= 1 with NumPy's rules (1-d operands are vectors)."""
     check_tensor("matmul", "a", a)
@@ -64,15 +73,16 @@ def linear(x, weight, bias=None):
     if bias is not None and bias.shape != (weight.shape[0],):
         raise ValueError(f"linear: bias shape {shape_str(bias.shape)} != ({weight.shape[0]},)")
     x2 = x.data.reshape(-1, weight.shape[1])          # (M, in)
-    out = x2 @ weight.data.T                          # (M, out)
+    xp = x.xp
+    out = _mm(xp, x2, weight.data.T)                  # (M, out)
     if bias is not None:
         out += bias.data
     out = out.reshape(x.shape[:-1] + (weight.shape[0],))
 
     def backward(g):
         g2 = g.reshape(-1, weight.shape[0])           # (M, out)
-        gx = (g2 @ weight.data).reshape(x.shape) if x.requires_grad else None
-        gw = g2.T @ x2 if weight.requires_grad else None
+        gx = _mm(xp, g2, weight.data).reshape(x.shape) if x.requires_grad else None
+        gw = _mm(xp, g2.T, x2) if weight.requires_grad else None
         grads = (gx, gw)
         if bias is not None:
             grads += (g2.sum(axis=0) if bias.requires_grad else None,)

@@ -32,10 +32,15 @@ class Optimizer:
             self.param_groups.append(group)
         self.state = {}             # id(param) -> dict of arrays
 
-    def zero_grad(self):
+    def zero_grad(self, set_to_none=True):
+        """Forget the gradients (set_to_none=False: zero them in place, so that the next
+        backward accumulates into the same buffers -- what a captured CUDA graph needs)."""
         for group in self.param_groups:
             for p in group["params"]:
-                p.grad = None
+                if set_to_none or p.grad is None:
+                    p.grad = None
+                else:
+                    p.grad.data.fill(0)
 
     def _params(self):
         return [p for g in self.param_groups for p in g["params"]]
@@ -79,17 +84,24 @@ class SGD(Optimizer):
         super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay,
                                       nesterov=nesterov, dampening=dampening))
 
-    def step(self):
+    def step(self, lr=None):
         """One update of every parameter that has a gradient: one kernel call per group
-        (on the GPU a single launch covers the group's parameters)."""
+        (on the GPU a single launch covers the group's parameters).
+
+        lr: None (each group's ``lr``), or one rate per group -- on the GPU a float64
+        device array of one element, which the kernel reads on the device (CUDA-graph
+        mode: the replayed kernel must not carry the rate as an argument)."""
+        if lr is not None and len(lr) != len(self.param_groups):
+            raise ValueError(f"SGD.step: {len(lr)} learning rates for {len(self.param_groups)} "
+                             f"parameter groups")
         with no_grad():
-            for group in self.param_groups:
+            for index, group in enumerate(self.param_groups):
                 live = [p for p in group["params"] if p.grad is not None]
                 if not live:
                     continue
                 xp = backend.get_array_module(live[0].data)
                 K = backend.kernels_for(xp)
-                hyper = (group["lr"], group["momentum"], group["weight_decay"],
+                hyper = (group["lr"] if lr is None else lr[index], group["momentum"], group["weight_decay"],
                          group["dampening"], group["nesterov"])
 
                 def update(params, first_step):

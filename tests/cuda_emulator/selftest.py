@@ -150,6 +150,86 @@ def main() -> int:
             assert not hasattr(rng, "permutation") and not hasattr(rng, "normal")
             assert type(rng.integers(5)) is cp.ndarray
 
+        # ---- stream capture (CuPy 14's Stream.begin_capture / end_capture -> Graph)
+        def capture(fn, pool=None, stream=None):
+            stream = stream or cp.cuda.Stream(non_blocking=True)
+            alloc = cp.cuda.using_allocator(pool.malloc) if pool is not None else cp.cuda.using_allocator()
+            with stream, alloc:
+                stream.begin_capture()
+                try:
+                    result = fn()
+                except BaseException:
+                    try:
+                        stream.end_capture()
+                    except Exception:
+                        pass
+                    raise
+                return stream.end_capture(), result
+
+        @check("captured work is recorded, not executed, and replays in order at each launch")
+        def _():
+            x, pool = cp.ones(8, dtype=np.float32), cp.cuda.MemoryPool()
+            y = cp.zeros(8, dtype=np.float32)
+            f = k("scale_kernel")
+
+            def step():
+                f((1,), (32,), (y, x, np.float32(3), np.int32(8)))       # y = 3x
+                x[...] = y + 1                                            # x = 3x + 1
+                return x.sum()
+            graph, total = capture(step, pool)
+            assert (x.get() == 1).all() and (y.get() == 0).all(), "capture executed work"
+            assert np.isnan(total.get()), "a result allocated during capture must be garbage until launched"
+            graph.launch()
+            graph.launch()
+            assert (x.get() == 13).all() and (y.get() == 12).all() and total.get() == 104, (x.get(), total.get())
+            raises(NotImplementedError, lambda: cp.cuda.Graph(), "stream capture")
+
+        @check("host reads and syncs in capture raise and invalidate it; cuBLAS and cuRAND are refused")
+        def _():
+            a = cp.ones(4, dtype=np.float32)
+            for read, what in ((lambda: float(a.sum()), "float"), (lambda: a.get(), "get"),
+                               (lambda: a.sum().item(), "item"), (lambda: cp.asnumpy(a), "asnumpy"),
+                               (lambda: cp.cuda.Device().synchronize(), "synchronize"),
+                               (lambda: print(a, file=open(os.devnull, "w")), "str")):
+                raises(cp.cuda.runtime.CUDARuntimeError, lambda: capture(read),
+                       "cudaErrorStreamCaptureUnsupported")
+            s1 = cp.cuda.Stream(non_blocking=True)
+
+            def read_then_more():
+                try:
+                    a.get()
+                except cp.cuda.runtime.CUDARuntimeError:
+                    pass
+                return a * 2
+            raises(cp.cuda.runtime.CUDARuntimeError, lambda: capture(read_then_more, stream=s1),
+                   "StreamCaptureInvalidated")
+            raises(RuntimeError, lambda: cp.cuda.Stream.null.begin_capture(), "legacy")
+            m = cp.ones((4, 4), dtype=np.float32)
+            raises(NotImplementedError, lambda: capture(lambda: m @ m),
+                   "calling cuBLAS API during stream capture is currently unsupported")
+            raises(NotImplementedError, lambda: capture(lambda: cp.random.default_rng(0).random(3)),
+                   "calling cuRAND API during stream capture is currently unsupported")
+            raises(RuntimeError, lambda: capture(lambda: cp.asarray(np.ones(3))), "host-to-device")
+            graph, _ = capture(lambda: m.sum(axis=0))     # outside a capture all of it works again
+            assert float(m.sum()) == 16 and (m @ m).shape == (4, 4)
+
+        @check("memory freed to the default pool after capture is an error at launch; a private pool "
+               "keeps it until free_all_blocks")
+        def _():
+            x = cp.ones(8, dtype=np.float32)
+
+            def step():
+                t = x * 2                       # a temporary, freed during capture
+                return t + 1
+            graph, out = capture(step)
+            raises(cp.GraphMemoryError, graph.launch, "default memory pool")
+            pool = cp.cuda.MemoryPool()
+            graph, out = capture(step, pool)
+            graph.launch()
+            assert (out.get() == 3).all() and pool.total_bytes() >= 2 * 32
+            pool.free_all_blocks()            # the temporary's block goes back to the driver
+            raises(cp.GraphMemoryError, graph.launch, "default memory pool")
+
         failed = 0
         for name, fn in checks:
             try:

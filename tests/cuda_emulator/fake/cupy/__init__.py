@@ -3,8 +3,11 @@
 What it is for: the op glue (ops -> kernels/cuda -> RawModule launches) runs as it
 would on a GPU, and what real CuPy refuses, or does differently from NumPy, fails
 or differs here too, so that a test which passes against this fake has a fair
-chance of passing on a GPU.  It is NOT CuPy: no asynchrony, no streams, no memory
-pool, no cuBLAS (see tests/cuda_emulator/README.md).
+chance of passing on a GPU.  It is NOT CuPy: no asynchrony, no concurrent streams,
+no cuBLAS (see tests/cuda_emulator/README.md).  Stream capture is emulated by
+recording (the "stream capture" section below): captured work runs only at each
+Graph.launch(), host reads, cuBLAS and cuRAND are refused during capture, and a
+graph that uses memory freed back to the default pool refuses to launch.
 
 Arrays.  ``cupy.ndarray`` is a NumPy subclass defined in this module
 (``type(a).__module__ == 'cupy'``).  Where CuPy differs from NumPy in ways code can
@@ -158,7 +161,22 @@ def _alloc(shape, dtype):
     a._guard = raw
     with _lock:
         _live[id(raw)] = raw
+    pool = _current_pool()
+    if pool is not None:
+        pool._blocks.append(a)              # a private pool keeps its blocks, freed or not
     return a
+
+
+def _current_pool():
+    """The private MemoryPool that allocations go to now (using_allocator / set_allocator), else None."""
+    if getattr(_tls, "probing", False):        # a probe's results are dropped at once
+        return None
+    allocator = getattr(_tls, "allocator", None) or _global_allocator[0]
+    pool = getattr(allocator, "__self__", None)
+    return pool if hasattr(pool, "_blocks") else None
+
+
+_global_allocator = [None]
 
 
 def _check_guards(raw, what):
@@ -237,6 +255,410 @@ def _print_promotion_report():
 if _PROMOTION_REPORT is not None:
     import atexit
     atexit.register(_print_promotion_report)
+
+
+# ------------------------------------------------------------ stream capture
+# CuPy 14's Stream.begin_capture / end_capture -> Graph, emulated by recording.
+# While the current stream is capturing, every device operation -- RawKernel
+# launches, ufuncs and reductions, cupy functions, fills, device-to-device copies,
+# indexing that copies, __setitem__ -- is recorded as a closure and NOT executed
+# (CUDA does not run captured work): a result allocated during capture is garbage
+# (0xFF bytes) until a Graph.launch() runs the closures in order.  The closures hold
+# the arrays they touch weakly (by their root allocation, offset, shape and strides),
+# as a CUDA graph holds bare addresses: Graph.launch() raises GraphMemoryError when
+# one of them has been freed back to the default memory pool since -- on a GPU the
+# replay would write into memory the pool hands out again (or that free_all_blocks
+# returned to the driver).  Memory allocated from a private pool
+# (cupy.cuda.using_allocator(pool.malloc)) stays owned by that pool, freed or not,
+# as long as the pool lives: CuPy's pool keeps freed blocks in its free lists.
+_tls = threading.local()
+_capture = None                       # the _Capture in progress (one at a time here)
+
+
+class GraphMemoryError(RuntimeError):
+    """A captured graph would replay into memory that is no longer its own."""
+
+
+class _Capture:
+    def __init__(self, stream):
+        self.stream, self.ops, self.invalid = stream, [], None
+
+
+def _suspended():
+    return getattr(_tls, "suspend", 0) > 0
+
+
+class _Suspend:
+    """Run eagerly (a replay, or a probe for a result's shape) without recording."""
+
+    def __enter__(self):
+        _tls.suspend = getattr(_tls, "suspend", 0) + 1
+
+    def __exit__(self, *exc):
+        _tls.suspend -= 1
+        return False
+
+
+def _current_stream():
+    stack = getattr(_tls, "streams", None)
+    return stack[-1] if stack else cuda.Stream.null
+
+
+def _recorder(what):
+    """The capture that an operation on the current stream joins, else None (run it)."""
+    cap = _capture
+    if cap is None or _suspended():
+        return None
+    stream = _current_stream()
+    if stream is cap.stream:
+        if cap.invalid is not None:
+            raise _runtime.CUDARuntimeError(
+                f"cudaErrorStreamCaptureInvalidated: operation failed due to a previous error during "
+                f"capture ({cap.invalid}); fake cupy: {what}")
+        return cap
+    if stream.ptr == 0 and not cap.stream.non_blocking:
+        # the legacy default stream synchronises with every blocking stream
+        cap.invalid = f"{what} on the legacy default stream"
+        raise _runtime.CUDARuntimeError(
+            f"cudaErrorStreamCaptureImplicit: operation would make the legacy stream depend on a "
+            f"capturing blocking stream (fake cupy: {what} on the null stream while another stream "
+            f"captures)")
+    return None
+
+
+def _host_sync(what):
+    """A device-to-host read or a synchronisation: refused while the current stream captures."""
+    cap = _capture
+    if cap is None or _suspended():
+        return
+    stream = _current_stream()
+    if stream is cap.stream or (stream.ptr == 0 and not cap.stream.non_blocking) or what.startswith("device"):
+        cap.invalid = what
+        raise _runtime.CUDARuntimeError(
+            f"cudaErrorStreamCaptureUnsupported: operation not permitted when stream is capturing "
+            f"(fake cupy: {what} during stream capture; the capture is invalidated)")
+
+
+def _refuse_in_capture(what, exc=NotImplementedError, message=None):
+    if _recorder(what) is not None:
+        raise exc(message or f"fake cupy: {what} during stream capture")
+
+
+_CUBLAS_MSG = "calling cuBLAS API during stream capture is currently unsupported"
+_CURAND_MSG = "calling cuRAND API during stream capture is currently unsupported"
+
+
+class _Ref:
+    """A device array as a captured graph sees it: an address range, not an object."""
+    __slots__ = ("root", "strong", "offset", "shape", "strides", "dtype", "writeable")
+
+    def __init__(self, a):
+        root = _root(a)
+        self.shape, self.strides, self.dtype = a.shape, a.strides, a.dtype
+        self.writeable = _np.ndarray.flags.__get__(a).writeable
+        if root is None:                         # an array of unknown origin: keep it
+            self.root, self.strong, self.offset = None, a, 0
+        else:
+            self.root, self.strong = weakref.ref(root), None
+            self.offset = a.ctypes.data - root.ctypes.data if a.size else 0
+
+    def alive(self):
+        return self.strong is not None or self.root() is not None
+
+    def get(self):
+        if self.strong is not None:
+            return self.strong
+        root = self.root()
+        if root is None:
+            raise GraphMemoryError(f"a {self.dtype} array of shape {self.shape} was freed")
+        v = _np.ndarray(self.shape, self.dtype, buffer=root.view(_np.ndarray), offset=self.offset,
+                        strides=self.strides).view(ndarray)
+        if not self.writeable:
+            v.flags.writeable = False
+        return v
+
+
+def _pack(x, refs, depth=0):
+    """Arguments of a recorded operation: device arrays -> _Ref, host arrays copied (constants)."""
+    if isinstance(x, ndarray):
+        r = _Ref(x)
+        refs.append(r)
+        return r
+    if isinstance(x, _np.ndarray):
+        return x.copy()
+    if isinstance(x, (list, tuple)) and depth < 4:
+        packed = [_pack(v, refs, depth + 1) for v in x]
+        return packed if isinstance(x, list) else tuple(packed)
+    if isinstance(x, dict) and depth < 4:
+        return {k: _pack(v, refs, depth + 1) for k, v in x.items()}
+    if isinstance(x, slice):
+        return slice(_pack(x.start, refs, depth + 1), _pack(x.stop, refs, depth + 1),
+                     _pack(x.step, refs, depth + 1))
+    return x
+
+
+def _unpack(x):
+    if isinstance(x, _Ref):
+        return x.get()
+    if isinstance(x, list):
+        return [_unpack(v) for v in x]
+    if isinstance(x, tuple):
+        return tuple(_unpack(v) for v in x)
+    if isinstance(x, dict):
+        return {k: _unpack(v) for k, v in x.items()}
+    if isinstance(x, slice):
+        return slice(_unpack(x.start), _unpack(x.stop), _unpack(x.step))
+    return x
+
+
+def _record(cap, what, fn, *args, _extra_refs=(), **kwargs):
+    """Append fn(*args, **kwargs) to the capture, to run at each Graph.launch()."""
+    refs = list(_extra_refs)
+    packed = _pack((args, kwargs), refs)
+    cap.ops.append((what, fn, packed, refs))
+
+
+class _RawRef:
+    """An allocation that a captured kernel reaches through a pointer table."""
+    __slots__ = ("raw", "dtype", "shape")
+
+    def __init__(self, raw):
+        self.raw, self.dtype, self.shape = weakref.ref(raw), "uint8", (raw._fake_guard[1],)
+
+    def alive(self):
+        return self.raw() is not None
+
+
+def _refs_at_addresses(addresses):
+    """_RawRefs of the live allocations that contain any of these addresses."""
+    with _lock:
+        raws = list(_live.values())
+    spans = sorted((r.ctypes.data + r._fake_guard[0], r._fake_guard[1], r) for r in raws)
+    starts = [s for s, _, _ in spans]
+    import bisect
+    found = {}
+    for addr in addresses:
+        i = bisect.bisect_right(starts, int(addr)) - 1
+        if i >= 0 and starts[i] <= addr < starts[i] + max(spans[i][1], 1):
+            found[id(spans[i][2])] = spans[i][2]
+    return [_RawRef(r) for r in found.values()]
+
+
+def _garbage_like(r):
+    """Fresh garbage allocations shaped like the result(s) r of a probe."""
+    if isinstance(r, _np.ndarray):
+        return _alloc(r.shape, r.dtype)
+    if isinstance(r, tuple):
+        return tuple(_garbage_like(v) for v in r)
+    if isinstance(r, list):
+        return [_garbage_like(v) for v in r]
+    return r
+
+
+def _input_roots(x, roots, depth=0):
+    if isinstance(x, ndarray):
+        root = _root(x)
+        if root is not None:
+            roots.add(id(root))
+    elif isinstance(x, (list, tuple)) and depth < 4:
+        for v in x:
+            _input_roots(v, roots, depth + 1)
+    elif isinstance(x, dict) and depth < 4:
+        for v in x.values():
+            _input_roots(v, roots, depth + 1)
+    return roots
+
+
+def _is_view_of(r, roots):
+    root = _root(r) if isinstance(r, _np.ndarray) else None
+    return root is not None and id(root) in roots
+
+
+def _store(outs, results):
+    """Copy a replayed computation's results into the arrays handed out at capture."""
+    if isinstance(outs, (tuple, list)):
+        for o, r in zip(outs, results):
+            _store(o, r)
+    elif isinstance(outs, _np.ndarray):
+        _np.copyto(outs.view(_np.ndarray), _unwrap(results), casting="unsafe")
+
+
+def _probe(compute, args, kwargs):
+    """Run a captured computation once, now, on whatever the inputs hold (garbage, for
+    results of the capture) -- only for the shapes and dtypes of its results, which
+    do not depend on the values.  Garbage can make NumPy warn, or index out of bounds
+    where the GPU would read whatever is there: then integer inputs are zeroed."""
+    import warnings
+    _tls.probing = True
+    try:
+        with _Suspend(), _np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                return compute(*args, **kwargs)
+            except IndexError:
+                def zeroed(x, depth=0):
+                    if isinstance(x, ndarray) and x.dtype.kind in "iu":
+                        return zeros(x.shape, x.dtype)
+                    if isinstance(x, (list, tuple)) and depth < 4:
+                        return type(x)(zeroed(v, depth + 1) for v in x)
+                    return x
+                return compute(*zeroed(args), **{k: zeroed(v) for k, v in kwargs.items()})
+    finally:
+        _tls.probing = False
+
+
+def _captured_call(cap, what, compute, *args, **kwargs):
+    """A pure device computation during capture: probe it for its result's shapes, hand
+    out garbage of those shapes (views of the inputs stay views) and record the
+    computation into them."""
+    probe = _probe(compute, args, kwargs)
+    roots = _input_roots((args, kwargs), set())
+    if isinstance(probe, _np.ndarray) and _is_view_of(probe, roots):
+        return probe                              # a view: nothing runs on the device
+    if isinstance(probe, (tuple, list)) and all(_is_view_of(v, roots) or not isinstance(v, _np.ndarray)
+                                                for v in probe):
+        return probe
+    if not isinstance(probe, (_np.ndarray, tuple, list)):
+        _host_sync(f"{what} (its result {type(probe).__name__} is a host value)")
+        return probe
+    out = _garbage_like(probe)
+
+    def replay(outs, *a, **k):
+        _store(outs, compute(*a, **k))
+    _record(cap, what, replay, out, *args, **kwargs)
+    return out
+
+
+_RUN = object()                        # _capture_function: "not device work, run it as usual"
+# functions that only look at shapes and dtypes (no device work)
+_METADATA = frozenset("shape ndim size result_type can_cast min_scalar_type iscomplexobj isrealobj "
+                      "may_share_memory shares_memory isfortran iterable isscalar get_array_module "
+                      "broadcast_shapes".split())
+_IN_PLACE = frozenset("copyto put place putmask fill_diagonal put_along_axis".split())
+_CUBLAS = frozenset("matmul dot vdot inner tensordot einsum".split())
+
+
+def _has_float(args):
+    return any(isinstance(x, _np.ndarray) and x.dtype.kind in "fc" for x in _flat(args))
+
+
+def _flat(x, depth=0):
+    if isinstance(x, (list, tuple)) and depth < 3:
+        for v in x:
+            yield from _flat(v, depth + 1)
+    elif isinstance(x, dict) and depth < 2:
+        for v in x.values():
+            yield from _flat(v, depth + 1)
+    else:
+        yield x
+
+
+def _refuse_host_copy(what):
+    raise RuntimeError(f"fake cupy: {what} during stream capture: a host-to-device copy would be "
+                       f"captured reading a host staging buffer again at every launch; copy the data "
+                       f"before capturing, into a device array that the graph reads")
+
+
+def _capture_ufunc(cap, ufunc, method, inputs, out, kwargs):
+    name = f"cupy.{ufunc.__name__}" + ("" if method == "__call__" else f".{method}")
+    if ufunc is _np.matmul and _has_float(inputs):
+        raise NotImplementedError(_CUBLAS_MSG)
+    kwargs = {k: v for k, v in kwargs.items() if k != "out"}     # (out: the device arrays)
+    if out is not None and not isinstance(out, tuple):
+        out = (out,)
+
+    def run(*ins, out=None, **kw):
+        first = next((x for x in ins + (out or ()) if isinstance(x, ndarray)), None)
+        return ndarray.__array_ufunc__(first, ufunc, method, *ins, out=out, **kw)
+    if out is not None or method == "at":
+        _record(cap, name, run, *inputs, out=out, **kwargs)
+        if method == "at":
+            return None
+        return out[0] if len(out) == 1 else out
+    return _captured_call(cap, name, run, *inputs, **kwargs)
+
+
+def _capture_function(cap, name, call, args, kwargs, module):
+    """A cupy function (or ndarray method) called during capture: recorded, or _RUN."""
+    if name in _METADATA:
+        return _RUN
+    if (name in _CUBLAS or module.startswith("numpy.linalg")) and _has_float((args, kwargs)):
+        raise NotImplementedError(_CUBLAS_MSG)
+    out = kwargs.get("out")
+    if name in _IN_PLACE or isinstance(out, ndarray):
+        _record(cap, name, call, *args, **kwargs)
+        return out
+    return _captured_call(cap, name, call, *args, **kwargs)
+
+
+class _Graph:
+    """cupy.cuda.Graph: the recorded operations, run in order by launch()."""
+
+    def __init__(self, *args, **kwargs):
+        raise NotImplementedError("currently this class cannot be initiated by the user and must be "
+                                  "created via stream capture")
+
+    @classmethod
+    def _from_ops(cls, ops):
+        g = cls.__new__(cls)
+        g._ops = ops
+        return g
+
+    def _check_memory(self):
+        for what, _fn, _packed, refs in self._ops:
+            for r in refs:
+                if not r.alive():
+                    raise GraphMemoryError(
+                        f"fake cupy: Graph.launch(): the captured '{what}' uses a {r.dtype} array of "
+                        f"shape {r.shape} whose memory went back to the default memory pool after it "
+                        f"was captured; a GPU replay would write into memory the pool hands out again. "
+                        f"Keep every array the graph uses alive, or allocate during capture from a "
+                        f"private pool: with cupy.cuda.using_allocator(pool.malloc) (the pool outliving "
+                        f"the graph)")
+
+    def launch(self, stream=None):
+        if _capture is not None and not _suspended():
+            raise NotImplementedError("fake cupy: launching a graph inside a capture (a child graph) "
+                                      "is not emulated")
+        self._check_memory()
+        global LAUNCHES_OF_GRAPHS
+        LAUNCHES_OF_GRAPHS += 1
+        with _Suspend():
+            for what, fn, packed, _refs in self._ops:
+                args, kwargs = _unpack(packed)
+                fn(*args, **kwargs)
+
+    def upload(self, stream=None):
+        self._check_memory()
+
+    def __len__(self):
+        return len(self._ops)
+
+
+LAUNCHES_OF_GRAPHS = 0                 # Graph.launch() calls (tests count replays with it)
+
+
+def _begin_capture(stream, mode):
+    global _capture
+    if stream.ptr == 0:
+        raise RuntimeError("cannot capture on the default (legacy) stream")
+    if _capture is not None:
+        raise _runtime.CUDARuntimeError("cudaErrorIllegalState: a stream capture is already in progress "
+                                        "(fake cupy: one capture at a time)")
+    _capture = _Capture(stream)
+
+
+def _end_capture(stream):
+    global _capture
+    cap = _capture
+    if cap is None or cap.stream is not stream:
+        raise _runtime.CUDARuntimeError("cudaErrorIllegalState: the stream is not capturing")
+    _capture = None
+    if cap.invalid is not None:
+        raise _runtime.CUDARuntimeError(
+            f"cudaErrorStreamCaptureInvalidated: operation failed due to a previous error during capture "
+            f"(fake cupy: {cap.invalid})")
+    return _Graph._from_ops(cap.ops)
 
 
 # ------------------------------------------------------------------ ndarray
@@ -358,6 +780,9 @@ class ndarray(_np.ndarray):
             kwargs["out"] = tuple(None if o is None else o.view(_np.ndarray) for o in outs)
         if "where" in kwargs and isinstance(kwargs["where"], _np.ndarray) and not isinstance(kwargs["where"], ndarray):
             raise TypeError("Unsupported type numpy.ndarray as where=")
+        cap = _recorder(f"cupy.{ufunc.__name__}")
+        if cap is not None:
+            return _capture_ufunc(cap, ufunc, method, inputs, out, kwargs)
         if _PROMOTION_REPORT is not None and method == "__call__":
             _note_legacy_promotion(ufunc, inputs)
         kwargs = {k: _unwrap(v) for k, v in kwargs.items()}
@@ -389,14 +814,23 @@ class ndarray(_np.ndarray):
             return NotImplemented            # NumPy then raises TypeError, as with CuPy
         if name not in _HOST_INPUT_OK:
             _refuse_host(f"numpy.{name} on device arrays (dispatched to cupy.{name})", args, kwargs)
-        out = kwargs.get("out")
-        result = func(*_unwrap(args), **_unwrap(kwargs))
-        if isinstance(out, ndarray):
-            return out
-        return _wrap(result)
+
+        def call(*a, **k):
+            out = k.get("out")
+            result = func(*_unwrap(a), **_unwrap(k))
+            return out if isinstance(out, ndarray) else _wrap(result)
+        cap = _recorder(f"cupy.{name}")
+        if cap is not None:
+            r = _capture_function(cap, name, call, args, kwargs, module)
+            if r is not _RUN:
+                return r
+        return call(*args, **kwargs)
 
     # ---- indexing: a scalar result is a 0-d view, as in CuPy
     def __getitem__(self, key):
+        cap = _recorder("indexing")
+        if cap is not None:
+            return _captured_call(cap, "a[index]", ndarray.__getitem__, self, key)
         key = _index_key(key)
         r = _np.ndarray.__getitem__(self, key)
         if isinstance(r, ndarray):
@@ -408,6 +842,12 @@ class ndarray(_np.ndarray):
         return _np.ndarray.__getitem__(self, k + (Ellipsis,))
 
     def __setitem__(self, key, value):
+        cap = _recorder("a[index] = value")
+        if cap is not None:
+            if isinstance(value, (list, tuple, _np.ndarray)) and not isinstance(value, ndarray):
+                _refuse_host_copy("a[index] = host data")
+            _record(cap, "a[index] = value", ndarray.__setitem__, self, key, value)
+            return
         if isinstance(value, (list, tuple)) and _find_host_array(value) is None:
             value = _np.asarray(value)
         _np.ndarray.__setitem__(self, _index_key(key), value.view(_np.ndarray) if isinstance(value, ndarray) else value)
@@ -439,6 +879,7 @@ class ndarray(_np.ndarray):
                 "version": 3}
 
     def get(self, stream=None, order="C", out=None, blocking=True):
+        _host_sync("ndarray.get() (a device-to-host copy)")
         if out is not None:
             if type(out) is not _np.ndarray:
                 raise TypeError("Only numpy.ndarray can be obtained from cupy.ndarray")
@@ -451,18 +892,92 @@ class ndarray(_np.ndarray):
             raise TypeError(f"Only numpy.ndarray can be set to cupy.ndarray, got {type(arr)}")
         if arr.shape != self.shape:
             raise ValueError("Shape mismatch")
+        if _recorder("ndarray.set") is not None:
+            _refuse_host_copy("ndarray.set(host array)")
         self.view(_np.ndarray)[...] = arr
+
+    # ---- host reads: a device-to-host copy that waits for the device
+    def item(self, *args):
+        _host_sync("ndarray.item()")
+        return _np.ndarray.item(self.view(_np.ndarray), *args)
+
+    def tolist(self):
+        _host_sync("ndarray.tolist()")
+        return _np.ndarray.tolist(self.view(_np.ndarray))
+
+    def __float__(self):
+        _host_sync("float(a)")
+        return float(self.view(_np.ndarray))
+
+    def __int__(self):
+        _host_sync("int(a)")
+        return int(self.view(_np.ndarray))
+
+    def __index__(self):
+        _host_sync("operator.index(a)")
+        return _np.ndarray.__index__(self.view(_np.ndarray))
+
+    def __complex__(self):
+        _host_sync("complex(a)")
+        return complex(self.view(_np.ndarray))
+
+    def __bool__(self):
+        _host_sync("bool(a)")
+        return bool(self.view(_np.ndarray))
+
+    # ---- copies and casts: device work, so recorded during capture
+    def astype(self, dtype, order="K", casting="unsafe", subok=True, copy=True):
+        cap = _recorder("ndarray.astype")
+        if cap is None:
+            return _np.ndarray.astype(self, dtype, order=order, casting=casting, subok=subok, copy=copy)
+        return _captured_call(cap, "astype", lambda s: _wrap(_np.ndarray.astype(
+            s.view(_np.ndarray), dtype, order=order, casting=casting, copy=copy)), self)
+
+    def copy(self, order="C"):
+        cap = _recorder("ndarray.copy")
+        if cap is None:
+            return _np.ndarray.copy(self, order=order)
+        return _captured_call(cap, "copy", lambda s: _wrap(_np.ndarray.copy(s.view(_np.ndarray), order=order)),
+                              self)
+
+    def fill(self, value):
+        cap = _recorder("ndarray.fill")
+        if cap is None:
+            return _np.ndarray.fill(self, value)
+        _record(cap, "fill", lambda s, v: _np.ndarray.fill(s.view(_np.ndarray), _unwrap(v)), self, value)
+
+    def _maybe_copy(name):
+        def method(self, *args, **kwargs):
+            cap = _recorder(f"ndarray.{name}")
+            fn = getattr(_np.ndarray, name)
+            if cap is None:
+                return fn(self, *args, **kwargs)
+            return _captured_call(cap, name, lambda s, *a, **k: fn(s, *a, **k), self, *args, **kwargs)
+        method.__name__ = name
+        return method
+
+    for _name in ("reshape", "ravel", "flatten"):
+        locals()[_name] = _maybe_copy(_name)
+    del _name, _maybe_copy
 
     def toDlpack(self):
         raise NotImplementedError("fake cupy: no DLPack")
 
     # ---- NumPy methods whose results NumPy would hand out as scalars or base arrays
     def _wrapped(name):
-        def method(self, *args, **kwargs):
-            _refuse_host(f"cupy.ndarray.{name}", args, kwargs)
+        def call(self, *args, **kwargs):
             out = kwargs.get("out")
             r = getattr(_np.ndarray, name)(self.view(_np.ndarray), *_unwrap(args), **_unwrap(kwargs))
             return out if isinstance(out, ndarray) else _wrap(r)
+
+        def method(self, *args, **kwargs):
+            _refuse_host(f"cupy.ndarray.{name}", args, kwargs)
+            cap = _recorder(f"cupy.ndarray.{name}")
+            if cap is not None:
+                r = _capture_function(cap, name, call, (self,) + args, kwargs, "")
+                if r is not _RUN:
+                    return r
+            return call(self, *args, **kwargs)
         method.__name__ = name
         return method
 
@@ -479,12 +994,15 @@ class ndarray(_np.ndarray):
                         "Please use `.get()` to construct a NumPy array explicitly.")
 
     def __repr__(self):
+        _host_sync("repr(a)")
         return repr(self.view(_np.ndarray))
 
     def __str__(self):
+        _host_sync("str(a)")
         return str(self.view(_np.ndarray))
 
     def __format__(self, spec):
+        _host_sync("format(a)")
         return format(self.view(_np.ndarray) if self.ndim else self.view(_np.ndarray)[()], spec)
 
     def __reduce__(self):
@@ -526,7 +1044,11 @@ def empty_like(prototype, dtype=None, order="K", subok=None, shape=None):
 
 def _filled(shape, dtype, value):
     a = _alloc(shape, dtype)
-    a.view(_np.ndarray)[...] = value
+    cap = _recorder("a fill")
+    if cap is not None:                  # a fill kernel, recorded
+        _record(cap, "fill", lambda o, v: o.view(_np.ndarray).__setitem__(Ellipsis, _unwrap(v)), a, value)
+        return a
+    a.view(_np.ndarray)[...] = _unwrap(value)
     return a
 
 
@@ -539,12 +1061,10 @@ def ones(shape, dtype=float, order="C"):
 
 
 def full(shape, fill_value, dtype=None, order="C"):
-    if isinstance(fill_value, ndarray):
-        fill_value = fill_value.view(_np.ndarray)
-    elif isinstance(fill_value, _np.ndarray):
+    if isinstance(fill_value, _np.ndarray) and not isinstance(fill_value, ndarray):
         raise TypeError("Unsupported type numpy.ndarray as the fill value of cupy.full")
     if dtype is None:
-        dtype = _np.asarray(fill_value).dtype
+        dtype = fill_value.dtype if isinstance(fill_value, ndarray) else _np.asarray(fill_value).dtype
     return _filled(shape, dtype, fill_value)
 
 
@@ -572,8 +1092,16 @@ def array(obj, dtype=None, copy=True, order="K", subok=False, ndmin=0, *, blocki
     if isinstance(obj, ndarray):
         if copy is False and (dtype is None or _np.dtype(dtype) == obj.dtype) and obj.ndim >= ndmin:
             return obj
+        cap = _recorder("cupy.array (a device-to-device copy)")
+        if cap is not None:
+            return _captured_call(cap, "cupy.array", lambda o: array(o, dtype=dtype, order=order, ndmin=ndmin),
+                                  obj)
         src = obj.view(_np.ndarray)
     else:
+        if _recorder("cupy.array") is not None:
+            if _find_host_array(obj) is not None or not isinstance(obj, (list, tuple)) or not all(
+                    isinstance(v, ndarray) for v in obj):
+                _refuse_host_copy(f"cupy.array/asarray of host data ({type(obj).__name__})")
         src = _unwrap(obj)          # a list of device arrays is accepted by CuPy too
     host = _np.array(src, dtype=dtype, copy=True, ndmin=ndmin, order="C" if order in ("K", "A", None) else order)
     if host.dtype.hasobject:
@@ -606,6 +1134,11 @@ def ascontiguousarray(a, dtype=None):
     if dtype == a.dtype and _np.ndarray.flags.__get__(a).c_contiguous:
         return a
     out = _alloc(a.shape, dtype)
+    cap = _recorder("cupy.ascontiguousarray (a copy)")
+    if cap is not None:
+        _record(cap, "ascontiguousarray", lambda o, s: o.view(_np.ndarray).__setitem__(
+            Ellipsis, s.view(_np.ndarray)), out, a)
+        return out
     out.view(_np.ndarray)[...] = a.view(_np.ndarray)
     return out
 
@@ -617,6 +1150,7 @@ def asfortranarray(a, dtype=None):
 
 def asnumpy(a, stream=None, order="C", out=None, blocking=True):
     if isinstance(a, ndarray):
+        _host_sync("cupy.asnumpy (a device-to-host copy)")
         return a.get(stream=stream, order=order, out=out)
     r = _np.asarray(a, order=order)
     if out is not None:
@@ -673,6 +1207,10 @@ class _MemoryPool:
     def get_limit(self):
         return 0
 
+    def malloc(self, size):
+        raise NotImplementedError("fake cupy: MemoryPool.malloc is not callable here; use it as an "
+                                  "allocator (cupy.cuda.using_allocator(pool.malloc))")
+
 
 _memory_pool = _MemoryPool()
 _pinned_pool = _MemoryPool()
@@ -705,6 +1243,8 @@ class _Ufunc:
                 o = out[0] if isinstance(out, tuple) else out
                 o[...] = r
                 return o
+            if _recorder(f"cupy.{self.__name__}") is not None:
+                return _filled((), _np.asarray(r).dtype, r)
             return _wrap(r)
         return self._uf(*args, **kwargs)
 
@@ -725,14 +1265,22 @@ class _Ufunc:
 
 
 def _function(fn, name):
-    def wrapper(*args, **kwargs):
-        if name not in _HOST_INPUT_OK:
-            _refuse_host(f"cupy.{name}", args, kwargs)
+    def call(*args, **kwargs):
         out = kwargs.get("out")
         r = fn(*_unwrap(args), **_unwrap(kwargs))
         if isinstance(out, ndarray):
             return out
         return _wrap(r)
+
+    def wrapper(*args, **kwargs):
+        if name not in _HOST_INPUT_OK:
+            _refuse_host(f"cupy.{name}", args, kwargs)
+        cap = _recorder(f"cupy.{name}")
+        if cap is not None:
+            r = _capture_function(cap, name, call, args, kwargs, "")
+            if r is not _RUN:
+                return r
+        return call(*args, **kwargs)
     wrapper.__name__ = wrapper.__qualname__ = name
     wrapper.__doc__ = f"cupy.{name} (fake: numpy.{name} on the emulated device)"
     return wrapper
@@ -787,6 +1335,9 @@ def matmul(a, b, out=None, **kwargs):
         raise ValueError("Scalar operands are not allowed, use '*' instead")
     if out is not None and not isinstance(out, ndarray):
         raise TypeError(f"out must be a cupy.ndarray, got {type(out).__name__}")
+    cap = _recorder("cupy.matmul")
+    if cap is not None:
+        return _capture_function(cap, "matmul", matmul, (a, b), {"out": out} if out is not None else {}, "")
     r = _gpu_matmul(a.view(_np.ndarray), b.view(_np.ndarray))
     if out is None:
         return _wrap(r)
@@ -897,6 +1448,19 @@ def _make_random():
         def poisson(self, lam=1.0, size=None):
             return _wrap(_np.asarray(self._rng.poisson(_unwrap(lam), size)))
 
+    def _no_capture(fn):
+        def wrapper(*args, **kwargs):
+            # CuPy: cuRAND's setStream refuses a capturing stream (cupy_backends/cuda/libs/curand)
+            if _recorder("cupy.random") is not None:
+                raise NotImplementedError(_CURAND_MSG)
+            return fn(*args, **kwargs)
+        wrapper.__name__ = fn.__name__
+        return wrapper
+
+    for _n in ("random", "uniform", "integers", "standard_normal", "standard_exponential", "exponential",
+               "gamma", "standard_gamma", "beta", "binomial", "poisson"):
+        setattr(Generator, _n, _no_capture(getattr(Generator, _n)))
+
     def default_rng(seed=None):
         if isinstance(seed, Generator):
             return seed
@@ -912,6 +1476,8 @@ def _make_random():
         fn = getattr(legacy, name)
 
         def wrapper(*args, **kwargs):
+            if _recorder("cupy.random") is not None:
+                raise NotImplementedError(_CURAND_MSG)
             dtype = kwargs.pop("dtype", None)
             r = fn(*_unwrap(args), **kwargs)
             r = _np.asarray(r)
@@ -961,7 +1527,7 @@ def _make_cuda():
     runtime.getDeviceCount = lambda: 1
     runtime.getDevice = lambda: 0
     runtime.setDevice = lambda i: None if i == 0 else (_ for _ in ()).throw(CUDARuntimeError("invalid device"))
-    runtime.deviceSynchronize = lambda: None
+    runtime.deviceSynchronize = lambda: _host_sync("device synchronize (cudaDeviceSynchronize)")
     runtime.runtimeGetVersion = lambda: 13000
     runtime.driverGetVersion = lambda: 13000
     runtime.memGetInfo = lambda: _mem_info()
@@ -976,7 +1542,7 @@ def _make_cuda():
                 raise CUDARuntimeError("cudaErrorInvalidDevice: invalid device ordinal")
 
         def synchronize(self):
-            pass
+            _host_sync("device synchronize (Device.synchronize)")
 
         def use(self):
             pass
@@ -1008,30 +1574,55 @@ def _make_cuda():
         def __repr__(self):
             return f"<CUDA Device {self.id}>"
 
+    _stream_ptrs = iter(range(0x5000, 1 << 40, 0x100))
+
     class Stream:
+        """cupy.cuda.Stream: no asynchrony (work runs at once, in order), but the current
+        stream is tracked (``with stream:``, ``use()``) and a stream can capture."""
         null = None
 
-        def __init__(self, null=False, non_blocking=False, ptr=0):
-            self.ptr = 0
-            self._capturing = False
+        def __init__(self, null=False, non_blocking=False, ptds=False, priority=None):
+            self.ptr = 0 if null else next(_stream_ptrs)
+            self.non_blocking = bool(non_blocking) and not null
+            self.device_id = -1 if null else 0
 
         def synchronize(self):
-            pass
+            if _capture is not None and _capture.stream is self:
+                _host_sync("Stream.synchronize() of the capturing stream")
 
         def use(self):
+            stack = getattr(_tls, "streams", None)
+            if stack is None:
+                stack = _tls.streams = []
+            if stack:
+                stack[-1] = self
+            else:
+                stack.append(self)
             return self
 
         def __enter__(self):
+            stack = getattr(_tls, "streams", None)
+            if stack is None:
+                stack = _tls.streams = []
+            stack.append(self)
             return self
 
         def __exit__(self, *exc):
+            _tls.streams.pop()
             return False
 
         def begin_capture(self, mode=None):
-            raise NotImplementedError("fake cupy: CUDA graph capture is not emulated")
+            """Start recording the work issued on this stream (see the stream-capture section)."""
+            _begin_capture(self, mode)
+
+        def end_capture(self):
+            return _end_capture(self)
 
         def is_capturing(self):
-            return False
+            return _capture is not None and _capture.stream is self
+
+        def __repr__(self):
+            return f"<fake cupy Stream 0x{self.ptr:x}{' (null)' if self.ptr == 0 else ''}>"
 
         def record(self, event=None):
             event = event or Event()
@@ -1066,11 +1657,60 @@ def _make_cuda():
         return (end_event._t - start_event._t) * 1000.0          # milliseconds
 
     def get_current_stream(device_id=None):
-        return Stream.null
+        return _current_stream()
+
+    class _AllocatorScope:
+        def __init__(self, allocator):
+            self.allocator = allocator
+
+        def __enter__(self):
+            self.previous = getattr(_tls, "allocator", None)
+            _tls.allocator = self.allocator
+            return self
+
+        def __exit__(self, *exc):
+            _tls.allocator = self.previous
+            return False
+
+    def using_allocator(allocator=None):
+        """Allocations of this thread go to ``allocator`` (e.g. a private pool's malloc)."""
+        _check_allocator(allocator)
+        return _AllocatorScope(allocator)
+
+    def set_allocator(allocator=None):
+        _check_allocator(allocator)
+        if getattr(_tls, "allocator", None) is not None:
+            raise ValueError("Can't change the global allocator inside `using_allocator` context manager")
+        _global_allocator[0] = allocator
+
+    def get_allocator():
+        return getattr(_tls, "allocator", None) or _global_allocator[0] or _memory_pool.malloc
+
+    def _check_allocator(allocator):
+        owner = getattr(allocator, "__self__", None)
+        if allocator is not None and not (isinstance(owner, _MemoryPool) and allocator.__name__ == "malloc"):
+            raise NotImplementedError("fake cupy: only a MemoryPool's malloc (or None) is emulated as an "
+                                      "allocator")
 
     class MemoryPool(_MemoryPool):
+        """A private pool: it keeps every block it handed out until free_all_blocks() finds
+        it unused (CuPy: free blocks stay in the pool's free lists until then)."""
+
         def __init__(self, allocator=None):
-            pass
+            self._blocks = []
+
+        def used_bytes(self):
+            return int(sum(b.nbytes for b in self._blocks if sys.getrefcount(b) > 3))
+
+        def total_bytes(self):
+            return int(sum(b.nbytes for b in self._blocks))
+
+        def free_bytes(self):
+            return self.total_bytes() - self.used_bytes()
+
+        def free_all_blocks(self, stream=None):
+            # blocks nobody references any more go back to the driver (cudaFree)
+            self._blocks = [b for b in self._blocks if sys.getrefcount(b) > 3]
 
     memory = types.ModuleType("cupy.cuda.memory")
     memory.OutOfMemoryError = type("OutOfMemoryError", (MemoryError,), {})
@@ -1087,7 +1727,11 @@ def _make_cuda():
     cuda_mod.memory = memory
     cuda_mod.is_available = lambda: True
     cuda_mod.get_device_id = lambda: 0
-    cuda_mod.set_allocator = lambda *a, **k: None
+    cuda_mod.set_allocator = set_allocator
+    cuda_mod.using_allocator = using_allocator
+    cuda_mod.get_allocator = get_allocator
+    cuda_mod.Graph = _Graph
+    memory.using_allocator, memory.set_allocator = using_allocator, set_allocator
     cuda_mod.set_pinned_memory_allocator = lambda *a, **k: None
     cuda_mod.runtime.CUDARuntimeError = CUDARuntimeError
     return cuda_mod, runtime, memory
@@ -1217,6 +1861,15 @@ class RawKernel:
                 v = _CTYPES[code](a.item())
             keep.append(v)
             ptrs[k] = ctypes.cast(ctypes.pointer(v), ctypes.c_void_p)
+        cap = _recorder(f"kernel {name}")
+        if cap is not None:                        # checked now, launched at each Graph.launch()
+            addresses = [int(a) for a in args if type(a) in (_np.uint64, _np.uintp) and int(a)]
+            for a in args:
+                if isinstance(a, ndarray) and a.dtype == _np.uint64:
+                    addresses.extend(int(v) for v in a.view(_np.ndarray).reshape(-1))
+            extra = _refs_at_addresses(addresses) if addresses else ()
+            _record(cap, f"kernel {name}", self, grid, block, tuple(args), _extra_refs=extra)
+            return
         LAUNCHES.append((name, grid, block))
         rc = self.lib.emu_launch(self.index, grid[0], grid[1], grid[2], block[0], ptrs)
         if rc != 0:

@@ -9,6 +9,11 @@ def _scatter(ufunc, what, a, slices, value):
         raise TypeError(f"cupyx.{what}: the target must be a cupy.ndarray, got {type(a).__name__}")
     if isinstance(value, _np.ndarray) and not isinstance(value, _cp.ndarray):
         raise TypeError(f"cupyx.{what}: value is a NumPy array; real CuPy needs a cupy.ndarray or a scalar")
+    cap = _cp._recorder(f"cupyx.{what}")
+    if cap is not None:                       # a kernel: recorded during stream capture
+        _cp._record(cap, f"cupyx.{what}", lambda t, s, v: ufunc.at(t.view(_np.ndarray), _cp._unwrap(s),
+                                                                   _cp._unwrap(v)), a, slices, value)
+        return
     index = _cp._unwrap(slices)
     ufunc.at(a.view(_np.ndarray), index, _cp._unwrap(value))
 
