@@ -29,6 +29,18 @@ def machine():
     return f"{platform.processor() or platform.machine()}, {cores} cores, Python {platform.python_version()}"
 
 
+def cpu_description():
+    """The CPU's model name and its SIMD flags (AVX2 / FMA / AVX-512), from /proc/cpuinfo."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            info = dict(line.split(":", 1) for line in f if ":" in line)
+    except OSError:
+        return "CPU model unknown (no /proc/cpuinfo)"
+    info = {k.strip(): v.strip() for k, v in info.items()}
+    simd = sorted(f for f in info.get("flags", "").split() if f in ("avx2", "fma") or f.startswith("avx512"))
+    return f"{info.get('model name', 'unknown CPU')}; flags: {' '.join(simd) or 'no AVX2/AVX-512'}"
+
+
 def minires_resnet20_step(device, batch, graph_ready=False):
     """The benchmarked work, built the same way by every script: (step, sync).
 

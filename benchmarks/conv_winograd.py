@@ -18,25 +18,13 @@ import sys
 
 import numpy as np
 
-from _timing import machine, median_ms
+from _timing import cpu_description, machine, median_ms
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # (name, channels in = out, H = W): ResNet-20's 3x3 stride-1 layer shapes (the stem has C_in = 3)
 LAYERS = [("stem 3->16 32x32", 3, 16, 32), ("stage1 16->16 32x32", 16, 16, 32),
           ("stage2 32->32 16x16", 32, 32, 16), ("stage3 64->64 8x8", 64, 64, 8)]
 ALGORITHMS = ("im2col", "winograd2", "winograd4")
-
-
-def cpu_description():
-    """The CPU's model name and its SIMD flags (AVX2 / FMA / AVX-512), from /proc/cpuinfo."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            info = dict(line.split(":", 1) for line in f if ":" in line)
-    except OSError:
-        return "CPU model unknown (no /proc/cpuinfo)"
-    info = {k.strip(): v.strip() for k, v in info.items()}
-    simd = sorted(f for f in info.get("flags", "").split() if f in ("avx2", "fma") or f.startswith("avx512"))
-    return f"{info.get('model name', 'unknown CPU')}; flags: {' '.join(simd) or 'no AVX2/AVX-512'}"
 
 
 def layer_data(batch, cin, cout, hw):

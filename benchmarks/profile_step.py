@@ -2,6 +2,9 @@
 
     python benchmarks/profile_step.py [--device cpu|cuda] [--batch 128] [--steps 10]
 
+MINIRES_FUSION=0 profiles the unfused step (batch_norm, relu and add as separate ops,
+minires/ops/fused.py); the unfused ReLUs and adds are NumPy code and land in "other".
+
 Every function of the device's kernel module is wrapped with a timer:
   * GPU: CUDA events around each call (no synchronisation inside the step), so a
     category's time is the device time of its kernels; "Python/launch overhead"
@@ -26,6 +29,10 @@ CATEGORIES = {
     "cross_entropy_forward": "loss", "cross_entropy_backward": "loss",
     "sgd_step": "SGD", "max_pool2d_forward": "pooling", "max_pool2d_backward": "pooling",
     "avg_pool2d_forward": "pooling", "avg_pool2d_backward": "pooling",
+    "winograd_input": "Winograd transforms", "winograd_filter": "Winograd transforms",
+    "winograd_output": "Winograd transforms", "winograd_output_grad": "Winograd transforms",
+    "winograd_filter_grad": "Winograd transforms",
+    "add_relu_forward": "add + ReLU (fused)", "relu_backward": "add + ReLU (fused)",
 }
 
 
@@ -70,7 +77,7 @@ def instrument(K, device):
                 out[category] += cp.cuda.get_elapsed_time(start, end) / 1000
             return out
         threads = backend.num_threads()
-        return {k: v / (threads if k in ("GEMM", "im2col/col2im") else 1) for k, v in seconds.items()}
+        return {k: v / (threads if k in ("GEMM", "im2col/col2im", "Winograd transforms") else 1) for k, v in seconds.items()}
     return reset, read
 
 

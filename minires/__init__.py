@@ -14,6 +14,7 @@ from .autograd import is_grad_enabled, no_grad, set_grad_enabled
 from .gradcheck import GradcheckError, gradcheck
 from .graph import format_graph, render_graph, to_dot
 from .ops import cat, stack
+from .ops.fused import fusion, fusion_enabled, set_fusion
 from .random import manual_seed
 from .trace import trace  # the function; the module is still sys.modules['minires.trace']
 from .tensor import (Tensor, float32, float64, int64, ones, ones_like, randn, tensor,
@@ -28,5 +29,5 @@ __all__ = [
     "Tensor", "tensor", "zeros", "ones", "randn", "zeros_like", "ones_like", "cat", "stack",
     "float32", "float64", "int64", "no_grad", "set_grad_enabled", "is_grad_enabled",
     "gradcheck", "GradcheckError", "format_graph", "to_dot", "render_graph", "trace", "manual_seed",
-    "nn", "optim", "backend", "ops", "summary", "count_macs",
+    "nn", "optim", "backend", "ops", "summary", "count_macs", "fusion", "set_fusion", "fusion_enabled",
 ]

@@ -165,6 +165,22 @@ def _single_threaded_blas():
     return _blas_controller.limit(limits=1, user_api="blas")
 
 
+def batch_chunks(xp, n, most):
+    """[(n0, n1), ...]: images 0..n-1 in chunks of at most ``most`` images, near-equal in
+    size and, on the CPU, as many as a multiple of the threads (or n), so that
+    ``parallel_for``'s shares are even.  Cutting 32 images into chunks of at most 27 as
+    27 + 5 left one core idle most of the time; this cuts them as 16 + 16."""
+    count = -(-n // max(1, most))
+    if xp is np:
+        threads = num_threads()
+        count = min(n, -(-count // threads) * threads)
+    size, extra = divmod(n, count)
+    bounds = [0]
+    for k in range(count):
+        bounds.append(bounds[-1] + size + (k < extra))
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
 def parallel_for(xp, worker, items):
     """Run ``worker(share)`` over interleaved shares of ``items``; a list of the results.
 

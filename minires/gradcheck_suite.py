@@ -150,6 +150,68 @@ def _bn_eval(rng, dev):
             dict(x=_randn(rng, dev, 3, 3, 3, 3), **_bn_params(rng, dev, 3)))
 
 
+# ---------------------------------------------------------------- fused ops (ops/fused.py)
+def _channels_last(x):
+    """x with the same values in channels-last memory (a conv2d output's layout)."""
+    x.data = x.xp.ascontiguousarray(x.data.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    return x
+
+
+@check("batch_norm_relu-train")
+def _bn_relu_train(rng, dev):
+    """relu(batch_norm(x)) as one op, training mode, channels-last memory"""
+    mean, var = _tensor(np.zeros(3), dev, False), _tensor(np.ones(3), dev, False)
+    return (lambda x, w, b: F.batch_norm_relu(x, mean, var, w, b, training=True),
+            dict(x=_channels_last(_randn(rng, dev, 3, 3, 3, 3)), **_bn_params(rng, dev, 3)))
+
+
+@check("batch_norm_relu-train-nchw")
+def _bn_relu_train_nchw(rng, dev):
+    """the same on NCHW memory (a per-channel kernel of its own)"""
+    return (lambda x, w, b: F.batch_norm_relu(x, None, None, w, b, training=True),
+            dict(x=_randn(rng, dev, 3, 3, 3, 3), **_bn_params(rng, dev, 3)))
+
+
+@check("batch_norm_relu-eval")
+def _bn_relu_eval(rng, dev):
+    """evaluation mode: running statistics, then the ReLU"""
+    mean = _tensor(rng.standard_normal(3), dev, False)
+    var = _tensor(rng.uniform(0.5, 2.0, 3), dev, False)
+    return (lambda x, w, b: F.batch_norm_relu(x, mean, var, w, b, training=False),
+            dict(x=_randn(rng, dev, 3, 3, 3, 3), **_bn_params(rng, dev, 3)))
+
+
+@check("batch_norm_add_relu-train")
+def _bn_add_relu_train(rng, dev):
+    """relu(batch_norm(x) + r) as one op (a block's end), training, channels-last"""
+    return (lambda x, r, w, b: F.batch_norm_add_relu(x, r, None, None, w, b, training=True),
+            dict(x=_channels_last(_randn(rng, dev, 3, 3, 3, 3)), residual=_channels_last(_randn(rng, dev, 3, 3, 3, 3)),
+                 **_bn_params(rng, dev, 3)))
+
+
+@check("batch_norm_add_relu-eval")
+def _bn_add_relu_eval(rng, dev):
+    """evaluation mode, NCHW residual (the option-A shortcut's layout)"""
+    mean = _tensor(rng.standard_normal(3), dev, False)
+    var = _tensor(rng.uniform(0.5, 2.0, 3), dev, False)
+    return (lambda x, r, w, b: F.batch_norm_add_relu(x, r, mean, var, w, b, training=False),
+            dict(x=_channels_last(_randn(rng, dev, 3, 3, 3, 3)), residual=_randn(rng, dev, 3, 3, 3, 3),
+                 **_bn_params(rng, dev, 3)))
+
+
+@check("add_relu")
+def _add_relu(rng, dev):
+    """relu(a + b) as one op, both channels-last (the residual addition + ReLU)"""
+    return F.add_relu, dict(a=_channels_last(_randn(rng, dev, 2, 3, 4, 4)),
+                            b=_channels_last(_randn(rng, dev, 2, 3, 4, 4)))
+
+
+@check("add_relu-broadcast")
+def _add_relu_broadcast(rng, dev):
+    """(3, 4) and (4,), broadcast: the array-code path"""
+    return F.add_relu, dict(a=_randn(rng, dev, 3, 4), b=_randn(rng, dev, 4))
+
+
 # ---------------------------------------------------------------- pooling
 @check("max_pool2d")
 def _max_pool(rng, dev):

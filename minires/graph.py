@@ -8,7 +8,7 @@
     >>> minires.render_graph(loss, "graph.svg", trace=t)    # after backward(retain_graph=True)
 
 Residual blocks are found in the graph itself, not in the modules: a block is an
-``add`` whose two inputs both descend from one tensor x (the block's input); the
+``add`` (or a fused op around one, ``add_relu``, ``batch_norm_add_relu``) whose two inputs both descend from one tensor x (the block's input); the
 shorter of the two paths from x to the add is the shortcut, the other is the
 residual branch F.  That is what lets ``to_dot`` draw shortcut edges so they stand
 out and collapse a ResNet-110 into one box per block.
@@ -23,8 +23,11 @@ from dataclasses import dataclass, field
 # how far (in ops) to look back from an add for the block input: a bottleneck
 # block's branch is 8 ops long, a projection shortcut 2
 _BLOCK_SEARCH_DEPTH = 24
+# the addition of a block: add, or the fused ops that contain it (ops/fused.py), whose first
+# two inputs are the two terms
+_BLOCK_ADD_OPS = ("add", "add_relu", "batch_norm_add_relu")
 # ops right after the add that still belong to the block (original and BN-after-add units)
-_BLOCK_TAIL_OPS = ("relu", "batch_norm")
+_BLOCK_TAIL_OPS = ("relu", "batch_norm", "batch_norm_relu")
 _AUTO_COLLAPSE_OPS = 150        # collapse=None: collapse graphs with more op nodes than this
 FORMATS = ("svg", "png", "pdf", "dot")
 
@@ -127,9 +130,9 @@ def _find_blocks(nodes, users):
     order = {id(n): k for k, n in enumerate(nodes)}
     blocks = []
     for add in nodes:
-        if add._op != "add" or len(add._parents) != 2 or add._parents[0] is add._parents[1]:
+        if add._op not in _BLOCK_ADD_OPS or len(add._parents) < 2 or add._parents[0] is add._parents[1]:
             continue
-        sides = [_reach_back(p) for p in add._parents]
+        sides = [_reach_back(p) for p in add._parents[:2]]
         common = [k for k in sides[0] if k in sides[1]]
         if not common:
             continue

@@ -22,7 +22,9 @@ its ``node`` number).  What each field measures:
                 arrays inside the op (im2col workspaces, temporaries) are not counted.
 
 Only ops that record a graph are seen (nothing under ``no_grad``: the optimizer
-step is invisible).  When no trace is open ``autograd.tracer`` is None and the
+step is invisible).  While a trace records, the models do not fuse (ops/fused.py): it
+sees every batch_norm, relu and add as its own op, not the fused ops a step uses
+otherwise, so its times are those of the unfused step.  When no trace is open ``autograd.tracer`` is None and the
 cost is one ``is None`` test per op.
 
 ``minires trace MODEL`` (``add_parser`` below) traces one training step.

@@ -24,3 +24,11 @@ def device(request):
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+@pytest.fixture(autouse=True)
+def _fusion_back_to_default():
+    """A test that switches fusion off (docs/autograd.md's tour does, globally) leaves the
+    next test at the default."""
+    yield
+    mr.set_fusion(None)

@@ -221,3 +221,18 @@ def test_unknown_algorithm_is_a_clear_error(rng, monkeypatch):
     monkeypatch.setenv(winograd.ENV_VAR, "fft")
     with pytest.raises(ValueError, match="conv2d: MINIRES_CONV_ALGO='fft' is not an algorithm"):
         conv(rng, padding=1)
+
+
+@pytest.mark.parametrize("n,most", [(32, 27), (32, 64), (128, 56), (128, 16), (5, 64), (3, 1), (1, 10)])
+def test_batch_chunks_cover_the_batch_in_even_shares(n, most, monkeypatch):
+    """conv2d's chunks (im2col and Winograd): at most ``most`` images each, near-equal, as
+    many as a multiple of the threads where the batch allows -- 32 images in chunks of
+    at most 27 used to be 27 + 5, one core idle."""
+    from minires import backend
+    monkeypatch.setattr(backend, "_threads", 2)
+    chunks = backend.batch_chunks(np, n, most)
+    assert chunks[0][0] == 0 and chunks[-1][1] == n
+    assert all(a[1] == b[0] for a, b in zip(chunks, chunks[1:]))
+    sizes = [b - a for a, b in chunks]
+    assert max(sizes) <= most and max(sizes) - min(sizes) <= 1
+    assert len(chunks) % 2 == 0 or len(chunks) == n

@@ -5,6 +5,8 @@
     batch_norm_forward(x3, gamma, beta, eps) -> y3, mean, var, invstd   (x3: (N, C, L))
     batch_norm_backward(g3, x3, mean, invstd, gamma) -> dx3, dgamma, dbeta
     batch_norm_update_running(running_mean, running_var, mean, var, count, momentum)  (in place)
+    batch_norm_relu_forward(x3, gamma, beta, eps) -> y3, mean, var, invstd   relu(batch norm), fused
+    batch_norm_relu_backward(g3, x3, y3, mean, invstd, gamma) -> dx3, dgamma, dbeta
     max_pool2d_forward(x, kernel, stride, padding, out_hw) -> out, argmax
     max_pool2d_backward(g, argmax, x_shape) -> dx
     avg_pool2d_forward(x, kernel, stride, padding, out_hw, count_include_pad) -> out
@@ -15,6 +17,14 @@
     cross_entropy_forward(logits, target) -> losses, lse
     cross_entropy_backward(logits, target, lse, g, scale) -> d logits
     sgd_step(params, grads, bufs, lr, momentum, weight_decay, dampening, nesterov, first_step)
+
+CPU only, not in __all__ (minires/ops/fused.py and norm.py; the GPU runs array code instead):
+
+    add_relu_forward(a, b) -> max(a + b, 0), or None when a and b share no dense layout
+    relu_backward(g, y) -> g·[y > 0]
+    batch_norm_affine(x3, scale, shift, relu) -> x3·scale + shift per channel [then max(·, 0)]
+    batch_norm_add_relu_forward(x3, r3, gamma, beta, eps) -> relu(BN(x3) + r3), mean, var, invstd
+        (channels-last rows only, else None)
 
 CPU only, not in __all__ (conv2d's Winograd path, minires/ops/winograd.py; m = 2 or 4, a = m + 2):
 
@@ -45,7 +55,9 @@ tune_malloc()
 
 CONV_WORKSPACE_BYTES = 4 << 20   # one chunk's columns: L2/L3-resident while the GEMM reads them
 
-from .batchnorm import batch_norm_backward, batch_norm_forward, batch_norm_update_running
+from .batchnorm import (batch_norm_add_relu_forward, batch_norm_affine, batch_norm_backward,
+                        batch_norm_forward, batch_norm_relu_backward, batch_norm_relu_forward,
+                        batch_norm_update_running)
 from .columns import col2im, im2col
 from .gemm import matmul
 
@@ -53,9 +65,11 @@ from .loss import cross_entropy_backward, cross_entropy_forward
 from .optim import sgd_step
 from .workspace import workspace
 from .pooling import avg_pool2d_backward, avg_pool2d_forward, max_pool2d_backward, max_pool2d_forward
-# CPU only, outside __all__ (the interface kernels/cuda mirrors): conv2d's Winograd path
+# CPU only, outside __all__ (the interface kernels/cuda mirrors): add_relu, conv2d's Winograd path
+from .elementwise import add_relu_forward, relu_backward
 from .winograd import (winograd_filter, winograd_filter_grad, winograd_input, winograd_output,
                        winograd_output_grad, winograd_tile_grid)
 
 __all__ = ["workspace", "matmul", "cross_entropy_forward", "cross_entropy_backward", "sgd_step", "im2col", "col2im", "batch_norm_forward", "batch_norm_backward",
-           "batch_norm_update_running", "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward"]
+           "batch_norm_update_running", "batch_norm_relu_forward", "batch_norm_relu_backward",
+           "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward"]

@@ -6,6 +6,12 @@ Backward (x̂ = (x - mean)·invstd, M = N·L):
     dbeta  = Σ g          dgamma = Σ g·x̂
     dx     = gamma·invstd · (g - dbeta/M - x̂·dgamma/M)
 
+The same kernels with ``relu`` set are batch norm + ReLU in one op
+(batch_norm_relu_forward/backward, minires/ops/fused.py): the third forward pass
+writes y = max(x*scale + shift, 0), and backward reads g·[y > 0] -- ReLU's backward
+mask -- wherever it reads g, so neither the BN output before the ReLU nor the
+masked gradient is ever stored.
+
 Two memory layouts, two loop orders:
   * NCHW memory, (N, C, L) with L = H*W: channels are independent -- the
     parallel loop runs over channels, each summing its own planes;
@@ -22,7 +28,7 @@ from numba import njit, prange, uint64
 
 
 @njit(parallel=True, cache=True, fastmath=True)
-def _forward_planes(x, gamma, beta, eps, y, mean, var, invstd):
+def _forward_planes(x, gamma, beta, eps, y, mean, var, invstd, relu):
     n_img, ch, length = x.shape
     count = n_img * length
     for c in prange(ch):
@@ -42,14 +48,18 @@ def _forward_planes(x, gamma, beta, eps, y, mean, var, invstd):
         shift = beta[c] - m * scale
         for n in range(n_img):
             for k in range(length):
-                y[n, c, k] = x[n, c, k] * scale + shift
+                out = x[n, c, k] * scale + shift
+                if relu and out < 0:
+                    out = 0.0
+                y[n, c, k] = out
         mean[c] = m
         var[c] = v
         invstd[c] = inv
 
 
 @njit(parallel=True, cache=True, fastmath=True)
-def _backward_planes(g, x, mean, invstd, gamma, dx, dgamma, dbeta):
+def _backward_planes(g, x, y, mean, invstd, gamma, dx, dgamma, dbeta, relu):
+    """relu: g is read as g·[y > 0] (y: the fused forward's output; unread otherwise)."""
     n_img, ch, length = x.shape
     count = n_img * length
     for c in prange(ch):
@@ -60,6 +70,8 @@ def _backward_planes(g, x, mean, invstd, gamma, dx, dgamma, dbeta):
         for n in range(n_img):
             for k in range(length):
                 gv = g[n, c, k]
+                if relu and not y[n, c, k] > 0:
+                    gv = 0.0
                 sum_g += gv
                 sum_gx += gv * (x[n, c, k] - m)
         dbeta[c] = sum_g
@@ -69,7 +81,10 @@ def _backward_planes(g, x, mean, invstd, gamma, dx, dgamma, dbeta):
         b = sum_gx * inv * inv / count
         for n in range(n_img):
             for k in range(length):
-                dx[n, c, k] = scale * (g[n, c, k] - a - (x[n, c, k] - m) * b)
+                gv = g[n, c, k]
+                if relu and not y[n, c, k] > 0:
+                    gv = 0.0
+                dx[n, c, k] = scale * (gv - a - (x[n, c, k] - m) * b)
 
 
 # ---------------------------------------------------------------- (M, C): row-block-parallel
@@ -105,7 +120,7 @@ def _moments_rows(x):
 
 
 @njit(parallel=True, cache=True, fastmath=True)
-def _affine_rows(x, scale, shift, y):
+def _affine_rows(x, scale, shift, y, relu):
     rows, ch = x.shape
     src, dst = x.reshape(-1), y.reshape(-1)
     per = (rows + _BLOCKS - 1) // _BLOCKS
@@ -113,14 +128,33 @@ def _affine_rows(x, scale, shift, y):
         for r in range(b * per, min(rows, (b + 1) * per)):
             base = uint64(r * ch)
             for c in range(uint64(ch)):
-                dst[base + c] = src[base + c] * scale[c] + shift[c]
+                v = src[base + c] * scale[c] + shift[c]
+                if relu and v < 0:
+                    v = 0.0
+                dst[base + c] = v
 
 
 @njit(parallel=True, cache=True, fastmath=True)
-def _grad_sums_rows(g, x, mean):
-    """Per channel: Σ g and Σ g·(x - mean), float64."""
+def _affine_add_relu_rows(x, scale, shift, residual, y):
+    """y = max(x·scale + shift + residual, 0): a basic block's second BN, shortcut and ReLU."""
     rows, ch = x.shape
-    gf, xf = g.reshape(-1), x.reshape(-1)
+    src, res, dst = x.reshape(-1), residual.reshape(-1), y.reshape(-1)
+    per = (rows + _BLOCKS - 1) // _BLOCKS
+    for b in prange(_BLOCKS):
+        for r in range(b * per, min(rows, (b + 1) * per)):
+            base = uint64(r * ch)
+            for c in range(uint64(ch)):
+                v = src[base + c] * scale[c] + shift[c] + res[base + c]
+                if v < 0:
+                    v = 0.0
+                dst[base + c] = v
+
+
+@njit(parallel=True, cache=True, fastmath=True)
+def _grad_sums_rows(g, x, y, mean, relu):
+    """Per channel: Σ g and Σ g·(x - mean), float64 (relu: g read as g·[y > 0])."""
+    rows, ch = x.shape
+    gf, xf, yf = g.reshape(-1), x.reshape(-1), y.reshape(-1)
     per = (rows + _BLOCKS - 1) // _BLOCKS
     partial = np.zeros((_BLOCKS, 2, ch), dtype=np.float64)
     for b in prange(_BLOCKS):
@@ -129,6 +163,8 @@ def _grad_sums_rows(g, x, mean):
             base = uint64(r * ch)
             for c in range(uint64(ch)):
                 gv = gf[base + c]
+                if relu and not yf[base + c] > 0:
+                    gv = 0.0
                 acc_g[c] += gv
                 acc_gx[c] += gv * (xf[base + c] - mean[c])
     total = partial.sum(axis=0)
@@ -136,55 +172,117 @@ def _grad_sums_rows(g, x, mean):
 
 
 @njit(parallel=True, cache=True, fastmath=True)
-def _dx_rows(g, x, mean, scale, a, b_coef, dx):
+def _dx_rows(g, x, y, mean, scale, a, b_coef, dx, relu):
     rows, ch = x.shape
-    gf, xf, out = g.reshape(-1), x.reshape(-1), dx.reshape(-1)
+    gf, xf, yf, out = g.reshape(-1), x.reshape(-1), y.reshape(-1), dx.reshape(-1)
     per = (rows + _BLOCKS - 1) // _BLOCKS
     for blk in prange(_BLOCKS):
         for r in range(blk * per, min(rows, (blk + 1) * per)):
             base = uint64(r * ch)
             for c in range(uint64(ch)):
-                out[base + c] = scale[c] * (gf[base + c] - a[c] - (xf[base + c] - mean[c]) * b_coef[c])
+                gv = gf[base + c]
+                if relu and not yf[base + c] > 0:
+                    gv = 0.0
+                out[base + c] = scale[c] * (gv - a[c] - (xf[base + c] - mean[c]) * b_coef[c])
 
 
 # ---------------------------------------------------------------- the interface
-def batch_norm_forward(x, gamma, beta, eps):
-    """x (N, C, L) -> y (same layout), mean, var (biased), invstd; statistics float64 (C,)."""
-    if x.shape[2] == 1 and x[:, :, 0].flags.c_contiguous:          # channels-last rows
-        rows = x[:, :, 0]
+def _rows(a):
+    """a (M, C, 1) as its (M, C) rows when it is channels-last memory, else None."""
+    return a[:, :, 0] if a.shape[2] == 1 and a[:, :, 0].flags.c_contiguous else None
+
+
+def _forward(x, gamma, beta, eps, relu):
+    rows = _rows(x)
+    if rows is not None:                                            # channels-last rows
         mean, var = _moments_rows(rows)
         invstd = 1.0 / np.sqrt(var + eps)
         scale = (gamma * invstd).astype(x.dtype)
         shift = (beta - mean * gamma * invstd).astype(x.dtype)
         y = np.empty_like(x)
-        _affine_rows(rows, scale, shift, y[:, :, 0])
+        _affine_rows(rows, scale, shift, y[:, :, 0], relu)
         return y, mean, var, invstd
     x = np.ascontiguousarray(x)
     ch = x.shape[1]
     y = np.empty_like(x)
     mean, var, invstd = (np.empty(ch, dtype=np.float64) for _ in range(3))
-    _forward_planes(x, gamma, beta, float(eps), y, mean, var, invstd)
+    _forward_planes(x, gamma, beta, float(eps), y, mean, var, invstd, relu)
     return y, mean, var, invstd
 
 
-def batch_norm_backward(g, x, mean, invstd, gamma):
-    """-> dx (N, C, L) in x's layout, dgamma (C,), dbeta (C,)."""
+def _backward(g, x, y, mean, invstd, gamma, relu):
+    """y: the forward's output when relu (its y > 0 is ReLU's mask); unread otherwise."""
     count = x.shape[0] * x.shape[2]
-    if x.shape[2] == 1 and x[:, :, 0].flags.c_contiguous:
-        rows, g_rows = x[:, :, 0], np.ascontiguousarray(g[:, :, 0])
-        sum_g, sum_gx = _grad_sums_rows(g_rows, rows, mean)
+    rows = _rows(x)
+    if rows is not None:
+        g_rows = np.ascontiguousarray(g[:, :, 0])
+        y_rows = np.ascontiguousarray(y[:, :, 0]) if relu else rows
+        sum_g, sum_gx = _grad_sums_rows(g_rows, rows, y_rows, mean, relu)
         scale = (gamma * invstd).astype(x.dtype)
         a = (sum_g / count).astype(x.dtype)
         b = (sum_gx * invstd * invstd / count).astype(x.dtype)
         dx = np.empty_like(x)
-        _dx_rows(g_rows, rows, mean.astype(x.dtype), scale, a, b, dx[:, :, 0])
+        _dx_rows(g_rows, rows, y_rows, mean.astype(x.dtype), scale, a, b, dx[:, :, 0], relu)
         return dx, (sum_gx * invstd).astype(x.dtype), sum_g.astype(x.dtype)
     g = np.ascontiguousarray(g)
+    y = np.ascontiguousarray(y) if relu else x
     dx = np.empty_like(x)
     dgamma = np.empty(x.shape[1], dtype=x.dtype)
     dbeta = np.empty(x.shape[1], dtype=x.dtype)
-    _backward_planes(g, x, mean, invstd, gamma, dx, dgamma, dbeta)
+    _backward_planes(g, x, y, mean, invstd, gamma, dx, dgamma, dbeta, relu)
     return dx, dgamma, dbeta
+
+
+def batch_norm_forward(x, gamma, beta, eps):
+    """x (N, C, L) -> y (same layout), mean, var (biased), invstd; statistics float64 (C,)."""
+    return _forward(x, gamma, beta, eps, relu=False)
+
+
+def batch_norm_backward(g, x, mean, invstd, gamma):
+    """-> dx (N, C, L) in x's layout, dgamma (C,), dbeta (C,)."""
+    return _backward(g, x, None, mean, invstd, gamma, relu=False)
+
+
+def batch_norm_relu_forward(x, gamma, beta, eps):
+    """relu(batch_norm(x)) in one pass: -> y, mean, var, invstd (as batch_norm_forward)."""
+    return _forward(x, gamma, beta, eps, relu=True)
+
+
+def batch_norm_add_relu_forward(x, residual, gamma, beta, eps):
+    """relu(batch_norm(x) + residual) in one pass after the statistics, for x and residual
+    (M, C, 1) channels-last rows: -> y, mean, var, invstd; None for any other layout (the
+    op then runs batch_norm_forward and adds in place).  Its backward is relu_backward
+    (the gradient of both x's BN output and the residual), then batch_norm_backward."""
+    rows, res = _rows(x), _rows(residual)
+    if rows is None or res is None:
+        return None
+    mean, var = _moments_rows(rows)
+    invstd = 1.0 / np.sqrt(var + eps)
+    scale = (gamma * invstd).astype(x.dtype)
+    shift = (beta - mean * gamma * invstd).astype(x.dtype)
+    y = np.empty_like(x)
+    _affine_add_relu_rows(rows, scale, shift, res, y[:, :, 0])
+    return y, mean, var, invstd
+
+
+def batch_norm_relu_backward(g, x, y, mean, invstd, gamma):
+    """Backward of relu(batch_norm(x)), y its output: batch_norm_backward of g·[y > 0],
+    the mask applied as g is read.  -> dx, dgamma, dbeta."""
+    return _backward(g, x, y, mean, invstd, gamma, relu=True)
+
+
+def batch_norm_affine(x, scale, shift, relu):
+    """Evaluation mode: y = x·scale + shift per channel (then max(y, 0) when relu), x (N, C, L)
+    -> y in x's layout; one parallel pass on channels-last rows, NumPy array code otherwise."""
+    scale, shift = scale.astype(x.dtype, copy=False), shift.astype(x.dtype, copy=False)
+    rows = _rows(x)
+    if rows is None:
+        y = x * scale[:, None]
+        y += shift[:, None]
+        return np.maximum(y, 0, out=y) if relu else y
+    y = np.empty_like(x)
+    _affine_rows(rows, scale, shift, y[:, :, 0], relu)
+    return y
 
 
 def batch_norm_update_running(running_mean, running_var, mean, var, count, momentum):

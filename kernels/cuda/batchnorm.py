@@ -115,15 +115,14 @@ def batch_norm_update_running(running_mean, running_var, mean, var, count, momen
 def batch_norm_relu_forward(x, gamma, beta, eps):
     """relu(batch_norm(x)) in one pass: -> y, mean, var, invstd (as batch_norm_forward).
 
-    How an op would use it (nothing does yet): a ``batch_norm_relu`` op, taken in
-    training mode where a model has BN immediately followed by ReLU (the stem and
-    the first BN of every ResNet basic block; not the second, whose ReLU comes
-    after the residual addition), calls this instead of batch_norm then relu,
-    updates the running statistics from mean/var exactly as ops/norm.py does, keeps
-    y (its own output, which autograd holds anyway) and in backward calls
+    Used by minires/ops/fused.py's ``batch_norm_relu`` in training mode, where a model
+    has BN immediately followed by ReLU (the stem and the first BN of every ResNet
+    basic block; the CIFAR models call it when fusion is on): it updates the running
+    statistics from mean/var exactly as ops/norm.py does, keeps y (its own output,
+    which autograd holds anyway) and in backward calls
     batch_norm_relu_backward(g, x3, y3, mean, invstd, gamma).  It saves the
     intermediate BN output (one activation-sized tensor per layer) and two
-    elementwise passes.  Evaluation mode keeps the unfused ops.
+    elementwise passes.  Evaluation mode runs array code (ops/norm.py eval_affine).
     """
     return _bn_forward(x, gamma, beta, eps, relu=True)
 

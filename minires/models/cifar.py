@@ -15,11 +15,18 @@ bn_final exists for the two pre-activation variants, whose units end on an addit
 Attribute names are those of the common PyTorch reference
 (akamaster/pytorch_resnet_cifar10: conv1, bn1, layerK.i.{conv1,bn1,conv2,bn2,shortcut},
 linear), so its state dicts load key for key.
+
+Every "relu(BN(...))", "relu(BN(...) + shortcut)" and "relu(... + shortcut)" below goes
+through ``bn_relu``, ``bn_add_relu`` and ``add_relu``: one fused op each when fusion is on
+(the default; minires/ops/fused.py), the eager ops (batch_norm, add, relu: separate graph
+nodes) inside minires.trace() and under minires.fusion(False).  The math is the same.
 """
 from __future__ import annotations
 
 from .. import nn
 from ..nn import functional as F
+from ..nn.layers import _BatchNorm
+from ..ops import fusion_enabled
 from .registry import register
 
 VARIANTS = ("original", "bn_after_add", "relu_before_add", "relu_only_preact", "full_preact")
@@ -34,6 +41,28 @@ def blocks_per_stage(depth):
         raise ValueError(f"CIFAR ResNet: depth must be 6n+2 with n >= 1 (8, 14, 20, 32, 44, "
                          f"56, 110, ..., 1202), got {depth!r}")
     return (depth - 2) // 6
+
+
+def _fusable(bn):
+    """Fusion is on and ``bn`` is a batch norm module that no forward hook watches
+    (model_summary's must see its output)."""
+    return isinstance(bn, _BatchNorm) and not bn._forward_hooks and fusion_enabled()
+
+
+def bn_relu(bn, x):
+    """relu(bn(x)): the fused F.batch_norm_relu when ``_fusable(bn)``; else the module, then F.relu."""
+    return bn.forward_relu(x) if _fusable(bn) else F.relu(bn(x))
+
+
+def bn_add_relu(bn, x, residual):
+    """relu(bn(x) + residual): the fused F.batch_norm_add_relu when ``_fusable(bn)``; else
+    the module, then add_relu."""
+    return bn.forward_add_relu(x, residual) if _fusable(bn) else add_relu(bn(x), residual)
+
+
+def add_relu(a, b):
+    """relu(a + b): the fused F.add_relu when fusion is on, else add, then F.relu."""
+    return F.add_relu(a, b) if fusion_enabled() else F.relu(a + b)
 
 
 def _check_choice(what, value, choices):
@@ -109,21 +138,22 @@ class BasicBlock(nn.Module):
     def forward(self, x):
         v = self.variant
         if v == "full_preact":
-            out = self.conv2(F.relu(self.bn2(self.conv1(F.relu(self.bn1(x))))))
+            out = self.conv2(bn_relu(self.bn2, self.conv1(bn_relu(self.bn1, x))))
         elif v == "relu_only_preact":
-            out = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(F.relu(x))))))
+            out = self.bn2(self.conv2(bn_relu(self.bn1, self.conv1(F.relu(x)))))
         else:
-            out = self.conv2(F.relu(self.bn1(self.conv1(x))))
-            if v != "bn_after_add":
-                out = self.bn2(out)
+            out = self.conv2(bn_relu(self.bn1, self.conv1(x)))
+            if v == "original":                  # relu(BN(out) + shortcut), fused where it may be
+                return (bn_add_relu(self.bn2, out, self.shortcut(x)) if self.shortcut is not None
+                        else bn_relu(self.bn2, out))
             if v == "relu_before_add":
-                out = F.relu(out)
+                out = bn_relu(self.bn2, out)
+            elif v != "bn_after_add":
+                out = self.bn2(out)
         if self.shortcut is not None:
             out = out + self.shortcut(x)
         if v == "bn_after_add":
-            out = self.bn2(out)
-        if v in ("original", "bn_after_add"):
-            out = F.relu(out)
+            out = bn_relu(self.bn2, out)
         return out
 
     def extra_repr(self):
@@ -162,10 +192,10 @@ class CifarResNet(nn.Module):
     def forward(self, x):                                   # (N, C, H, W)
         out = self.conv1(x)
         if self.bn1 is not None:
-            out = F.relu(self.bn1(out))
+            out = bn_relu(self.bn1, out)
         out = self.layer3(self.layer2(self.layer1(out)))      # (N, 64, H/4, W/4)
         if self.bn_final is not None:
-            out = F.relu(self.bn_final(out))
+            out = bn_relu(self.bn_final, out)
         return self.linear(F.flatten(self.avgpool(out), 1))  # (N, num_classes)
 
     def extra_repr(self):

@@ -3,8 +3,9 @@
 Each function is the op from ``minires.ops``; modules in ``minires.nn`` call these.
 """
 from .. import ops
-from ..ops import (adaptive_avg_pool2d, avg_pool2d, batch_norm, conv2d, cross_entropy, dropout,
-                   global_avg_pool2d, linear, max_pool2d, relu)
+from ..ops import (adaptive_avg_pool2d, add_relu, avg_pool2d, batch_norm, batch_norm_add_relu,
+                   batch_norm_relu, conv2d, cross_entropy, dropout, global_avg_pool2d, linear, max_pool2d,
+                   relu)
 
 
 def log_softmax(input, dim=-1):
@@ -25,6 +26,7 @@ def flatten(input, start_dim=0, end_dim=-1):
     return ops.flatten(input, start_dim, end_dim)
 
 
-__all__ = ["adaptive_avg_pool2d", "avg_pool2d", "batch_norm", "conv2d", "cross_entropy", "dropout",
+__all__ = ["adaptive_avg_pool2d", "add_relu", "avg_pool2d", "batch_norm", "batch_norm_add_relu",
+           "batch_norm_relu", "conv2d", "cross_entropy", "dropout",
            "flatten", "global_avg_pool2d", "linear", "log_softmax", "max_pool2d", "pad", "relu",
            "softmax"]

@@ -61,6 +61,18 @@ class _BatchNorm(Module):
             self.running_mean = self.running_var = self.num_batches_tracked = None
 
     def forward(self, x):
+        return self._normalise(F.batch_norm, x)
+
+    def forward_relu(self, x):
+        """relu(self(x)) as one op, F.batch_norm_relu (the models call it when fusion is
+        on, ops/fused.py); forward hooks do not see it: it is not a call of the module."""
+        return self._normalise(F.batch_norm_relu, x)
+
+    def forward_add_relu(self, x, residual):
+        """relu(self(x) + residual) as one op, F.batch_norm_add_relu (as forward_relu)."""
+        return self._normalise(lambda x, *args: F.batch_norm_add_relu(x, residual, *args), x)
+
+    def _normalise(self, op, x):
         if x.ndim not in self._rank:
             raise ValueError(f"{type(self).__name__}: expected input of rank "
                              f"{' or '.join(map(str, self._rank))}, got shape {tuple(x.shape)}")
@@ -68,8 +80,8 @@ class _BatchNorm(Module):
         momentum = self.momentum
         if updating and momentum is None:       # cumulative moving average
             momentum = 1.0 / (float(self.num_batches_tracked.item()) + 1)
-        out = F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
-                           self.training or not self.track_running_stats, momentum, self.eps)
+        out = op(x, self.running_mean, self.running_var, self.weight, self.bias,
+                 self.training or not self.track_running_stats, momentum, self.eps)
         if updating:                            # only once the batch was accepted
             self.num_batches_tracked.data += 1
         return out

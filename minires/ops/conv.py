@@ -79,8 +79,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     xp, K = x.xp, backend.kernels_for(x.xp)
     geometry = ((kh, kw), stride, padding, dilation, (ho, wo))
     taps, plane = c * kh * kw, ho * wo
-    chunk = max(1, min(n, K.CONV_WORKSPACE_BYTES // (taps * plane * x.dtype.itemsize)))
-    chunks = [(n0, min(n, n0 + chunk)) for n0 in range(0, n, chunk)]
+    chunks = backend.batch_chunks(xp, n, K.CONV_WORKSPACE_BYTES // (taps * plane * x.dtype.itemsize))
     k_g, o_g = taps // groups, c_out // groups                 # taps and outputs per group
     # W as (Cout, K/groups) with the taps in the columns' order: (i, j, channel of the group)
     w2 = xp.ascontiguousarray(weight.data.transpose(0, 2, 3, 1)).reshape(c_out, k_g)

@@ -1,6 +1,8 @@
 """Batch normalisation (PyTorch's conventions: eps 1e-5, momentum 0.1, unbiased running variance)."""
 from __future__ import annotations
 
+import numpy as np
+
 from .. import backend
 from ..tensor import Tensor
 from ._util import check_float, check_same_device, check_same_dtype, check_tensor, shape_str
@@ -16,28 +18,8 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None,
     running statistics may differ from x in precision).
     """
     op = "batch_norm"
-    check_tensor(op, "input", x)
-    if x.ndim < 2:
-        raise ValueError(f"{op}: expected input of shape (N, C, ...), got {shape_str(x.shape)}")
-    n, c = x.shape[:2]
-    for name, t in (("input", x), ("weight", weight), ("bias", bias),
-                    ("running_mean", running_mean), ("running_var", running_var)):
-        check_float(op, name, t)
-    params = [t for t in (weight, bias) if t is not None]
-    stats = [t for t in (running_mean, running_var) if t is not None]
-    for name, t in (("weight", weight), ("bias", bias),
-                    ("running_mean", running_mean), ("running_var", running_var)):
-        if t is not None and t.shape != (c,):
-            raise ValueError(f"{op}: {name} has shape {shape_str(t.shape)}, expected ({c},) "
-                             f"for input {shape_str(x.shape)}")
-    check_same_device(op, x, *params, *stats)
-    check_same_dtype(op, x, *params)
-    if len(stats) == 1:
-        raise ValueError(f"{op}: pass both running_mean and running_var, or neither")
-    if not training and not stats:
-        raise ValueError(f"{op}: evaluation mode (training=False) needs running_mean and running_var")
-
-    xp, K = x.xp, backend.kernels_for(x.xp)
+    params, stats = check_batch_norm(op, x, running_mean, running_var, weight, bias, training)
+    xp, K, c = x.xp, backend.kernels_for(x.xp), x.shape[1]
     gamma = weight.data if weight is not None else xp.ones(c, dtype=x.dtype)
     beta = bias.data if bias is not None else xp.zeros(c, dtype=x.dtype)
     cl = is_channels_last(x.data)
@@ -61,14 +43,56 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None,
     mean = running_mean.data.astype(x.dtype)          # copies: later updates
     invstd = 1.0 / xp.sqrt(running_var.data.astype(x.dtype) + eps)   # must not leak in
     scale = gamma * invstd
-    y3 = x3 * scale[:, None] + (beta - mean * scale)[:, None]
+    y3 = eval_affine(x3, scale, beta - mean * scale, relu=False)
 
     def backward_eval(g):
-        g3 = channel_view(g, cl)
-        xhat = (x3 - mean[:, None]) * invstd[:, None]
-        return _select(x, weight, bias, from_channel_view(g3 * scale[:, None], x.shape, cl),
-                       (g3 * xhat).sum(axis=(0, 2)), g3.sum(axis=(0, 2)))
+        dx, dgamma, dbeta = batch_norm_eval_backward(channel_view(g, cl), x3, mean, invstd, gamma)
+        return _select(x, weight, bias, from_channel_view(dx, x.shape, cl), dgamma, dbeta)
     return Tensor.from_op(from_channel_view(y3, x.shape, cl), parents, backward_eval, "batch_norm")
+
+
+def batch_norm_eval_backward(g3, x3, mean, invstd, gamma):
+    """Evaluation mode's backward: the statistics are constants, so y = x·scale + shift
+    per channel -> dx = g·scale, dgamma = Σ g·x̂, dbeta = Σ g."""
+    xhat = (x3 - mean[:, None]) * invstd[:, None]
+    return g3 * (gamma * invstd)[:, None], (g3 * xhat).sum(axis=(0, 2)), g3.sum(axis=(0, 2))
+
+
+def eval_affine(x3, scale, shift, relu):
+    """x3·scale + shift per channel, then max(·, 0) if relu: evaluation mode's one pass.
+    A parallel kernel on the CPU; array code, in place after the first product, on the GPU."""
+    xp = backend.get_array_module(x3)
+    if xp is np:
+        return backend.kernels_for(np).batch_norm_affine(x3, scale, shift, relu)
+    y3 = x3 * scale[:, None]
+    y3 += shift[:, None]
+    return xp.maximum(y3, 0, out=y3) if relu else y3
+
+
+def check_batch_norm(op, x, running_mean, running_var, weight, bias, training):
+    """batch_norm's argument checks (shared by ops/fused.py's batch_norm_relu):
+    -> (weight and bias that are given, running statistics that are given)."""
+    check_tensor(op, "input", x)
+    if x.ndim < 2:
+        raise ValueError(f"{op}: expected input of shape (N, C, ...), got {shape_str(x.shape)}")
+    c = x.shape[1]
+    for name, t in (("input", x), ("weight", weight), ("bias", bias),
+                    ("running_mean", running_mean), ("running_var", running_var)):
+        check_float(op, name, t)
+    params = [t for t in (weight, bias) if t is not None]
+    stats = [t for t in (running_mean, running_var) if t is not None]
+    for name, t in (("weight", weight), ("bias", bias),
+                    ("running_mean", running_mean), ("running_var", running_var)):
+        if t is not None and t.shape != (c,):
+            raise ValueError(f"{op}: {name} has shape {shape_str(t.shape)}, expected ({c},) "
+                             f"for input {shape_str(x.shape)}")
+    check_same_device(op, x, *params, *stats)
+    check_same_dtype(op, x, *params)
+    if len(stats) == 1:
+        raise ValueError(f"{op}: pass both running_mean and running_var, or neither")
+    if not training and not stats:
+        raise ValueError(f"{op}: evaluation mode (training=False) needs running_mean and running_var")
+    return params, stats
 
 
 def is_channels_last(a):

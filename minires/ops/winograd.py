@@ -100,8 +100,7 @@ def conv2d(x, weight, bias, m):
     th, tw = K.winograd_tile_grid(h, w, m)
     tiles = th * tw
     # chunks of images whose transformed tiles stay in cache between transform and GEMM
-    chunk = max(1, min(n, K.CONV_WORKSPACE_BYTES // (a2 * tiles * max(c, c_out) * x.dtype.itemsize)))
-    chunks = [(n0, min(n, n0 + chunk)) for n0 in range(0, n, chunk)]
+    chunks = backend.batch_chunks(np, n, K.CONV_WORKSPACE_BYTES // (a2 * tiles * max(c, c_out) * x.dtype.itemsize))
     x_cl = _channels_last(x.data)                               # (N, H, W, C)
 
     def transformed_input(src_cl, n0, n1):
