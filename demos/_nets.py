@@ -68,8 +68,9 @@ def run(prog, args, call):
     return cli.run_command(prog, call, cli.error_words(args.download))
 
 
-def load_nets(args, depth, plain_epochs, plain_train_images, eval_images, log=print):
-    """(ResNet Net, plain Net) of this depth on args.device, in eval mode."""
+def load_nets(args, depth, plain_epochs, plain_train_images, eval_images, log=print, plain=True):
+    """(ResNet Net, plain Net) of this depth on args.device, in eval mode; (ResNet Net,)
+    without the plain net (none trained) when ``plain`` is False."""
     device = train.resolve_device(args.device)
     if args.resnet_checkpoint:
         resnet = _from_checkpoint(args.resnet_checkpoint, "--resnet-checkpoint", want_plain=False)
@@ -79,6 +80,8 @@ def load_nets(args, depth, plain_epochs, plain_train_images, eval_images, log=pr
         w = hub.PRETRAINED[f"resnet{depth}"]
         resnet = Net(f"ResNet-{depth}", model, hub.PRETRAINED_MEAN, hub.PRETRAINED_STD,
                      f"published weights {w.stem} (akamaster, 200 epochs)")
+    if not plain:
+        return (resnet._replace(model=resnet.model.to(device).eval()),)
     if args.plain_checkpoint:
         plain = _from_checkpoint(args.plain_checkpoint, "--plain-checkpoint", want_plain=True)
     else:

@@ -27,7 +27,7 @@ from .cifar import __all__ as _cifar_names
 from .d2l import d2l_resnet18
 from .imagenet import ResNet, resnet18, resnet34, resnet50, resnet101, resnet152
 from .registry import available, check_name, from_config, get_model, register
-from .surgery import delete_blocks, residual_blocks, swap_blocks
+from .surgery import delete_blocks, residual_blocks, route_gradients, swap_blocks
 from . import growing, ode, scaled                    # the demos' models
 from .growing import grow, zero_residual_branch
 from .ode import EulerNet, VectorField
@@ -37,7 +37,7 @@ globals().update({name: getattr(cifar, name) for name in _cifar_names
                   if name.startswith(("resnet", "plain", "preact_resnet"))})
 
 __all__ = (["get_model", "check_name", "available", "from_config", "register", "cifar", "d2l", "imagenet", "surgery",
-            "delete_blocks", "swap_blocks", "residual_blocks",
+            "delete_blocks", "swap_blocks", "residual_blocks", "route_gradients",
             "CifarResNet", "ResNet", "resnet_cifar", "plain_cifar", "VARIANTS", "SHORTCUTS",
             "DEPTHS", "d2l_resnet18", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
             "growing", "ode", "scaled", "grow", "zero_residual_branch", "EulerNet", "VectorField",
