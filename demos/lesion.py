@@ -41,6 +41,7 @@ from minires.models.surgery import delete_blocks, residual_blocks, route_gradien
 from minires.nn import functional as F
 from minires.train import evaluate
 
+import _common
 import _nets
 
 PRESETS = {   # path_images / path_samples: images and draws per length for the gradient per path
@@ -201,9 +202,7 @@ def measure_lesions(args, p, rng):
 
 
 def plot(results, out, caption):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _common.pyplot()
     blocks = results["blocks"]
     fig, axes = plt.subplots(2, 3, figsize=(16, 9.6), width_ratios=(2, 1.2, 1))
     (ax_one, ax_k, ax_swap), bottom = axes
