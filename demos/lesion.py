@@ -100,7 +100,8 @@ def path_gradients(model, x, y, samples, rng):
             subsets = [list(c) for c in itertools.combinations(names, k)]
         else:
             subsets = [list(rng.choice(names, k, replace=False)) for _ in range(samples)]
-        per_path.append(float(np.mean([input_gradient_norm(route_gradients(model, s), x, y) for s in subsets])))
+        norms = [input_gradient_norm(route_gradients(model, s), x, y) for s in subsets]
+        per_path.append(float(np.mean(norms)))
     count = [math.comb(n, k) for k in range(n + 1)]
     total = [c * g for c, g in zip(count, per_path)]      # the triangle inequality's bound, as Veit's
     return {"length": list(range(n + 1)), "paths": count, "per_path": per_path, "total": total,
@@ -257,7 +258,8 @@ def plot_paths(axes, pg, label):
     k, n = np.array(pg["length"]), len(pg["length"]) - 1
     lo, hi = pg["effective"]
     share = np.array(pg["paths"]) / sum(pg["paths"])
-    ax_count.bar(k, 100 * share, color="C0", alpha=0.8, label=f"{label}: C({n}, k) / 2^{n} of {2 ** n:,} paths")
+    ax_count.bar(k, 100 * share, color="C0", alpha=0.8,
+                 label=f"{label}: C({n}, k) / 2^{n} of {2 ** n:,} paths")
     ax_count.axvline(n, color="C1", ls="--", lw=1.5, label=f"plain net: one path, all {n} blocks")
     ax_count.set(xlabel="path length (residual branches on the path, k)", ylabel="share of the paths (%)",
                  title="Distribution of path lengths (binomial)")

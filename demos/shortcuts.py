@@ -37,7 +37,8 @@ def run(args):
 
     _runs.compare(args, runs, "shortcuts", depth, PAPER, (
         "shortcut", "shortcut options", "the paper's ImageNet ResNet-34 top-1",
-        "final test error (paper: ImageNet ResNet-34 top-1)", "Shortcut options A / B / C (He et al. 2015, Table 3)"))
+        "final test error (paper: ImageNet ResNet-34 top-1)",
+        "Shortcut options A / B / C (He et al. 2015, Table 3)"))
 
 
 if __name__ == "__main__":

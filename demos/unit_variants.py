@@ -48,7 +48,8 @@ def run(args):
 
     paper = {label: error for label, (_, error) in UNITS.items()}
     _runs.compare(args, runs, "unit_variants", depth, paper, (
-        "unit", "residual units", "the paper's ResNet-110", "final test error (paper: ResNet-110, 64k iterations)",
+        "unit", "residual units", "the paper's ResNet-110",
+        "final test error (paper: ResNet-110, 64k iterations)",
         "Residual unit variants (He et al. 2016, Fig. 4, Table 2)"))
 
 

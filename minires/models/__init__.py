@@ -5,7 +5,7 @@
     d2l.py       d2l's ResNet-18 for Fashion-MNIST (its biases, shortcuts and init)
     spec.py      a model and its arguments in one string: "resnet56:shortcut=B"
     registry.py  get_model / available / from_config, and model.config
-    surgery.py   delete or swap blocks of a trained CIFAR net (copies; Veit et al. 2016)
+    surgery.py   delete, swap or route the backward of blocks of a CIFAR net (copies; Veit 2016)
     scaled.py    shortcuts scaled by λ, h(x) = λx (He 2016, Table 1)
     ode.py       EulerNet: z + Δt·F(z) stacks, weight-tied or not (E 2017)
     growing.py   a deeper CIFAR net from a trained shallower one, new branches zeroed
