@@ -59,8 +59,8 @@ def run(args):
         ax_depth.plot(known, [PAPER[d][0] for d in known], "s-", color="0.5",
                       label="He et al. 2015, Table 6 (test, 64k iterations)")
     for d, r, error in zip(depths, runs.values(), ours):
-        ax_depth.annotate(f"{r.parameters / 1e6:.2f}M", (d, error), textcoords="offset points",
-                          xytext=(4, 6), fontsize=7)
+        ax_depth.annotate(f"{r.parameters / 1e6:.2f}M", (d, error), textcoords="offset points", ha="center",
+                          xytext=(0, 7), fontsize=7)
     ax_depth.margins(y=0.15)                    # room for the parameter labels
     ax_depth.set_xscale("log")
     ax_depth.set_xticks(depths, [str(d) for d in depths])
