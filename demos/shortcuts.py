@@ -18,8 +18,8 @@ PAPER = {"A: zero-pad": "25.03", "B: some projections": "24.52", "C: all project
 PRESETS = {
     "smoke": dict(_runs.SMOKE_CIFAR, about="ResNet-8, 16 images, 2 iterations", depth=8),
     # degradation.py's quick recipe (320 steps of 128 on 4,096 images measured ~16 min on 2 cores)
-    "quick": dict(_runs.QUICK_CIFAR, about=f"ResNet-20, {_runs.QUICK_CIFAR_ABOUT}: est. ~10 min on 2 "
-                  f"quiet cores", depth=20),
+    "quick": dict(_runs.QUICK_CIFAR, about=f"ResNet-20, {_runs.QUICK_CIFAR_ABOUT}: ~4 min on 2 "
+                  f"calm cores (7 min of CPU)", depth=20),
     "full": dict(about="ResNet-20 on all 50,000 images, 24 epochs (9,384 iterations; the paper's CIFAR "
                  "runs take 64k): about 10 min on an H200, estimated from 16-31 ms per step",
                  depth=20, epochs=24),
