@@ -21,8 +21,8 @@ import _runs
 # every net up over its first epoch: _runs.QUICK_CIFAR).
 PRESETS = {
     "smoke": dict(_runs.SMOKE_CIFAR, about="depths 8 and 14, 16 images, 2 iterations", depths=(8, 14)),
-    "quick": dict(_runs.QUICK_CIFAR, about=f"depths 20 and 56, {_runs.QUICK_CIFAR_ABOUT}: 36 min "
-                  f"of CPU on 2 shared cores (2026-12-02), over the ~10 min meant", depths=(20, 56)),
+    "quick": dict(_runs.QUICK_CIFAR, about=f"depths 20 and 56, {_runs.QUICK_CIFAR_ABOUT}: est. ~10 min "
+                  f"on 2 calm cores (36 min of CPU measured on a loaded machine)", depths=(20, 56)),
     "full": dict(about="depths 20, 56 and 110 on all 50,000 images, 4 epochs (1,564 iterations; the "
                  "paper trains 64k): about 10 min on an H200, estimated from ResNet-20's 16-31 ms per "
                  "step", depths=(20, 56, 110), epochs=4),

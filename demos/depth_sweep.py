@@ -23,7 +23,7 @@ PRESETS = {
     "smoke": dict(_runs.SMOKE_CIFAR, about="depths 8 and 14, 16 images, 2 iterations", depths=(8, 14)),
     # the same settings as degradation.py --quick: its ResNet-20/56 runs can be given with --run
     "quick": dict(_runs.QUICK_CIFAR, about=f"depths 20, 32, 44 and 56, {_runs.QUICK_CIFAR_ABOUT}: "
-                  f"est. ~25 min on 2 quiet cores, ~13 with --run from degradation.py --quick",
+                  f"est. ~10 min on 2 calm cores, ~5 with --run from degradation.py --quick",
                   depths=(20, 32, 44, 56)),
     "full": dict(about="depths 20 to 110 on all 50,000 images, 6 epochs (2,346 iterations; the paper "
                  "trains 64k): about 10 min on an H200, estimated from ResNet-20's 16-31 ms per step",

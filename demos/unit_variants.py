@@ -26,8 +26,8 @@ UNITS = {   # label: (minires variant, the paper's ResNet-110 test error)
 PRESETS = {
     "smoke": dict(_runs.SMOKE_CIFAR, about="ResNet-8, 16 images, 2 iterations", depth=8),
     # degradation.py's quick recipe (192 steps of 128 on 4,096 images: ~16 min on 2 cores)
-    "quick": dict(_runs.QUICK_CIFAR, about=f"ResNet-20, {_runs.QUICK_CIFAR_ABOUT}: est. ~17 min on 2 "
-                  f"quiet cores", depth=20),
+    "quick": dict(_runs.QUICK_CIFAR, about=f"ResNet-20, {_runs.QUICK_CIFAR_ABOUT}: est. ~6 min on 2 "
+                  f"calm cores", depth=20),
     "full": dict(about="ResNet-20 on all 50,000 images, 15 epochs (5,865 iterations; the paper: "
                  "ResNet-110, 64k): about 10 min on an H200, estimated from 16-31 ms per step",
                  depth=20, epochs=15),
