@@ -314,7 +314,7 @@ def draw_curves(ax, runs, key="error", title=""):
     ax.grid(alpha=0.3)
     handles, _ = ax.get_legend_handles_labels()
     styles = [Line2D([], [], color="0.3", ls="--", label="train"), Line2D([], [], color="0.3", label="test")]
-    ax.legend(handles=handles + styles, fontsize=7)
+    ax.legend(handles=handles + styles, fontsize=7, loc="lower left")   # error curves fall: empty there
 
 
 def draw_bars(ax, runs, paper, title):
