@@ -22,14 +22,9 @@ positive_int = cli._positive_int
 def parser(doc, uses_cifar=True):
     """The demo's argument parser with the shared options; the demo adds its own."""
     ap = argparse.ArgumentParser(description=doc.splitlines()[0], formatter_class=cli.HelpFormatter)
-    size = ap.add_mutually_exclusive_group()
-    size.add_argument("--smoke", dest="size", action="store_const", const="smoke",
-                      help="seconds on tiny data: what the tests run (by default the full GPU "
-                           "preset runs)")
-    size.add_argument("--quick", dest="size", action="store_const", const="quick",
-                      help="the CPU preset: minutes on 2 cores, the effect visible but not the "
-                           "paper's numbers (not the default)")
-    ap.set_defaults(size="full")
+    add_sizes(ap, "seconds on tiny data: what the tests run (by default the full GPU preset runs)",
+              "the CPU preset: minutes on 2 cores, the effect visible but not the paper's numbers "
+              "(not the default)")
     ap.add_argument("--device", default="auto", help="cpu, gpu or auto: the GPU when CuPy sees one")
     if uses_cifar:               # --data-dir and --no-download as minires train has them
         ap.add_argument("--data-dir", help="folder (or archive) holding CIFAR-10 (default: "
@@ -38,6 +33,14 @@ def parser(doc, uses_cifar=True):
                         help="fail instead of downloading CIFAR-10 when it is not found")
     ap.add_argument("--out", help="where the plot is written (default: NAME-SIZE.png here)")
     return ap
+
+
+def add_sizes(ap, smoke_help, quick_help, dest="size"):
+    """--smoke and --quick, one at most; ``args.<dest>`` is "smoke", "quick" or "full"."""
+    size = ap.add_mutually_exclusive_group()
+    size.add_argument("--smoke", dest=dest, action="store_const", const="smoke", help=smoke_help)
+    size.add_argument("--quick", dest=dest, action="store_const", const="quick", help=quick_help)
+    ap.set_defaults(**{dest: "full"})
 
 
 def main(prog, args, run):

@@ -21,6 +21,8 @@ from minires import cli, data, hub, models, train
 from minires.checkpoint import load_checkpoint, restore_model
 from minires.models.cifar import CifarResNet
 
+import _common
+
 PLAIN_RECIPE = ("model", "dataset", "epochs", "batch_size", "lr", "schedule", "limit_train", "seed")
 
 
@@ -34,12 +36,8 @@ class Net(NamedTuple):
 
 def parser(doc, presets, default_out):
     ap = argparse.ArgumentParser(description=doc.splitlines()[0], formatter_class=cli.HelpFormatter)
-    size = ap.add_mutually_exclusive_group()
-    size.add_argument("--smoke", dest="preset", action="store_const", const="smoke",
-                      help=f"seconds, tiny data (what the tests run): {_describe(presets['smoke'])}")
-    size.add_argument("--quick", dest="preset", action="store_const", const="quick",
-                      help=f"the CPU preset, ~10 min on 2 cores: {_describe(presets['quick'])}")
-    ap.set_defaults(preset="full")
+    _common.add_sizes(ap, f"seconds, tiny data (what the tests run): {_describe(presets['smoke'])}",
+                      f"the CPU preset, ~10 min on 2 cores: {_describe(presets['quick'])}", dest="preset")
     ap.add_argument("--device", default="auto", help=cli.DEVICE_HELP)
     ap.add_argument("--data-dir", help="folder holding CIFAR-10, or one of its archives "
                     "(default: $MINIRES_DATA or ~/.cache/minires)")
@@ -65,11 +63,12 @@ def _describe(preset):
 
 def run(prog, args, call):
     """call() through the CLI's error handling: one line, in command-line words."""
-    return cli.run_command(prog, call, cli.error_words(args.download))
+    return _common.main(prog, args, lambda _: call())
 
 
-def load_nets(args, depth, plain_epochs, plain_train_images, eval_images, log=print):
-    """(ResNet Net, plain Net) of this depth on args.device, in eval mode."""
+def load_nets(args, depth, plain_epochs, plain_train_images, eval_images, log=print, plain=True):
+    """(ResNet Net, plain Net) of this depth on args.device, in eval mode; (ResNet Net,)
+    without the plain net (none trained) when ``plain`` is False."""
     device = train.resolve_device(args.device)
     if args.resnet_checkpoint:
         resnet = _from_checkpoint(args.resnet_checkpoint, "--resnet-checkpoint", want_plain=False)
@@ -79,6 +78,8 @@ def load_nets(args, depth, plain_epochs, plain_train_images, eval_images, log=pr
         w = hub.PRETRAINED[f"resnet{depth}"]
         resnet = Net(f"ResNet-{depth}", model, hub.PRETRAINED_MEAN, hub.PRETRAINED_STD,
                      f"published weights {w.stem} (akamaster, 200 epochs)")
+    if not plain:
+        return (resnet._replace(model=resnet.model.to(device).eval()),)
     if args.plain_checkpoint:
         plain = _from_checkpoint(args.plain_checkpoint, "--plain-checkpoint", want_plain=True)
     else:

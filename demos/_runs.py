@@ -30,10 +30,27 @@ from minires import cli, data, models
 from minires.run_folder import CONFIG, METRICS, RUN_FILES, SAFE_TO_CHANGE, RunFolder, flag
 from minires.train import TrainConfig, resolve_device, train
 
+import _common
+
+main = _common.main          # run(args) as a command: its exit status, errors as one line
+
 # the settings that make two runs' numbers comparable (a --run with others is flagged)
 RECIPE = ("dataset", "epochs", "iterations", "batch_size", "lr", "momentum", "weight_decay",
           "schedule", "milestones", "warmup", "augment", "resize", "limit_train", "limit_test")
 TRAIN_FIELDS = {f.name for f in fields(TrainConfig)}
+
+# The smoke preset of the CIFAR training demos (the tests): 2 iterations on 16 images.
+SMOKE_CIFAR = dict(iterations=2, batch_size=8, limit_train=16, limit_test=16, eval_batch_size=16)
+
+# The quick preset of the CIFAR training demos (one recipe, so depth_sweep.py can take
+# degradation.py's ResNet-20 and ResNet-56 with --run).  Within ~10 min on 2 cores the deep nets need many
+# small steps more than many images: 192 steps of 32 (6 epochs of the first 1,024 images), lr 0.05
+# (0.1 at batch 128, scaled down) warmed up from 0.005 over the first epoch (He et al. warm
+# ResNet-110 up; 128 steps of 128 without it left ResNet-56 at chance), then a cosine decay.
+QUICK_CIFAR = dict(epochs=6, batch_size=32, lr=0.05, warmup=32, schedule="cosine",
+                   limit_train=1024, limit_test=1000)
+QUICK_CIFAR_ABOUT = ("the first 1,024 training and 1,000 test images, 6 epochs of 32 steps of 32 "
+                     "(192 iterations, lr 0.05 warmed up over the first epoch, cosine decay)")
 
 
 @dataclass
@@ -78,12 +95,8 @@ def parse_args(doc, presets, argv=None, extra=None):
     ap = argparse.ArgumentParser(description=doc.strip().splitlines()[0], formatter_class=cli.HelpFormatter,
                                  epilog=f"Without --smoke or --quick: the full (GPU) preset, "
                                         f"{presets['full']['about']}.")
-    size = ap.add_mutually_exclusive_group()
-    size.add_argument("--smoke", dest="size", action="store_const", const="smoke",
-                      help=f"seconds, instead of the default full preset: {presets['smoke']['about']}")
-    size.add_argument("--quick", dest="size", action="store_const", const="quick",
-                      help=f"the CPU preset, instead of the default full one: {presets['quick']['about']}")
-    ap.set_defaults(size="full")
+    _common.add_sizes(ap, f"seconds, instead of the default full preset: {presets['smoke']['about']}",
+                      f"the CPU preset, instead of the default full one: {presets['quick']['about']}")
     ap.add_argument("--data-dir", help="folder holding the data set, as for minires train "
                     "(default: $MINIRES_DATA, else ~/.cache/minires)")
     ap.add_argument("--no-download", dest="download", action="store_false",
@@ -111,16 +124,21 @@ def parse_args(doc, presets, argv=None, extra=None):
     return args
 
 
-def main(prog, args, run):
-    """run(args) as a command: its exit status, errors as one line like minires train's."""
-    return cli.run_command(prog, lambda: run(args), cli.error_words(args.download))
-
-
 def out_folder(args, demo):
     return Path(args.out or Path("runs") / "demos" / f"{demo}-{args.size}")
 
 
 # ------------------------------------------------------------------ training
+# He et al. warm ResNet-110 and deeper up (lr 0.01 until the training error is below 80 %,
+# about 400 iterations); here the trainer's --warmup: linear from lr/10 over 400 iterations.
+WARMUP_FROM, WARMUP = 110, 400
+
+
+def deep_warmups(depths):
+    """``label -> depth`` to the overrides of train_all: the paper's warm-up for the deep ones."""
+    return {label: {"warmup": WARMUP} for label, d in depths.items() if d >= WARMUP_FROM}
+
+
 def config_for(args, model, demo, label, **overrides):
     """The TrainConfig of one configuration: the preset's settings, then the demo's overrides."""
     settings = {k: v for k, v in {**args.preset, **overrides}.items() if k in TRAIN_FIELDS}
@@ -273,10 +291,7 @@ def data_name(settings):
 
 
 def figure(rows, cols, width=5.5, height=4.0):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    fig, axes = _common.pyplot().subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
     return fig, axes.ravel()
 
 
@@ -299,7 +314,7 @@ def draw_curves(ax, runs, key="error", title=""):
     ax.grid(alpha=0.3)
     handles, _ = ax.get_legend_handles_labels()
     styles = [Line2D([], [], color="0.3", ls="--", label="train"), Line2D([], [], color="0.3", label="test")]
-    ax.legend(handles=handles + styles, fontsize=7)
+    ax.legend(handles=handles + styles, fontsize=7, loc="lower left")   # error curves fall: empty there
 
 
 def draw_bars(ax, runs, paper, title):
@@ -315,6 +330,22 @@ def draw_bars(ax, runs, paper, title):
     ax.grid(alpha=0.3, axis="y")
 
 
+def compare(args, runs, demo, depth, paper, words):
+    """The variants of one ResNet depth (shortcuts.py, unit_variants.py): a table of final errors
+    beside ``paper`` (label -> its number), curves and bars, saved as DEMO.png and .json.
+    words: the table's first column, what varies, whose the paper's numbers are (table, bars)."""
+    column, varied, paper_line, bars_title, suptitle = words
+    print(f"\n{varied} on ResNet-{depth} ({args.size} preset): final errors, %; {paper_line}")
+    table([(r.label, f"{r.parameters:,}", percent(r.last["train_error"]), percent(r.last["test_error"]),
+            paper[r.label], r.source) for r in runs.values()],
+          (column, "parameters", "train error", "test error", "paper", "run"))
+    fig, (ax_curves, ax_bars) = figure(1, 2)
+    draw_curves(ax_curves, list(runs.values()), title=f"ResNet-{depth}: error per epoch")
+    draw_bars(ax_bars, list(runs.values()), paper, title=bars_title)
+    fig.suptitle(suptitle)
+    return save(fig, args, demo, runs)
+
+
 def save(fig, args, demo, runs, others=None):
     """Write the figure, with the caption line, to --out/DEMO.png and every run's numbers
     (final epoch, parameters, where it came from; ``others``: label -> history of runs
@@ -325,8 +356,7 @@ def save(fig, args, demo, runs, others=None):
     fig.text(0.5, 0.01, line, ha="center", va="bottom", fontsize=7, color="0.3")
     fig.tight_layout(rect=(0, 0.04, 1, 1))
     fig.savefig(path, dpi=110)
-    import matplotlib.pyplot as plt
-    plt.close(fig)
+    _common.pyplot().close(fig)
     numbers = {"demo": demo, "size": args.size, "caption": line,
                "runs": {r.label: {"model": r.model, "parameters": r.parameters, "source": r.source,
                                   "epochs": len(r.history), "final": r.last} for r in runs.values()},

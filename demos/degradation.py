@@ -10,22 +10,19 @@ ResNet-20 and ResNet-110 below both (test error 8.75 / 6.97 / 6.43 %, Table 6).
 
 Each net trains with the same recipe through minires's trainer, one run folder each:
 
-    python demos/degradation.py --quick --data-dir ../shared/data       # CPU, ~10 min
+    python demos/degradation.py --quick --data-dir ../shared/data       # CPU, ~10 min, 20/56
     python demos/degradation.py --data-dir ../shared/data --device gpu  # 20/56/110
 """
 import sys
 
 import _runs
 
-# He et al. warm ResNet-110 and deeper up (lr 0.01 until the training error is below 80 %,
-# about 400 iterations); here the trainer's --warmup: linear from lr/10 over 400 iterations.
-WARMUP_FROM = 110
+# The paper's warm-up of ResNet-110 and deeper: _runs.deep_warmups (the quick preset warms
+# every net up over its first epoch: _runs.QUICK_CIFAR).
 PRESETS = {
-    "smoke": dict(about="depths 8 and 14, 16 images, 2 iterations", depths=(8, 14),
-                  iterations=2, batch_size=8, limit_train=16, limit_test=16, eval_batch_size=16),
-    "quick": dict(about="depths 20 and 56, the first 4,096 training and 1,000 test images, 4 epochs "
-                  "(128 iterations, lr 0.1, /10 at epochs 2 and 3): ~10 min on 2 quiet cores",
-                  depths=(20, 56), epochs=4, limit_train=4096, limit_test=1000),
+    "smoke": dict(_runs.SMOKE_CIFAR, about="depths 8 and 14, 16 images, 2 iterations", depths=(8, 14)),
+    "quick": dict(_runs.QUICK_CIFAR, about=f"depths 20 and 56, {_runs.QUICK_CIFAR_ABOUT}: est. ~10 min "
+                  f"on 2 calm cores (36 min of CPU measured on a loaded machine)", depths=(20, 56)),
     "full": dict(about="depths 20, 56 and 110 on all 50,000 images, 4 epochs (1,564 iterations; the "
                  "paper trains 64k): about 10 min on an H200, estimated from ResNet-20's 16-31 ms per "
                  "step", depths=(20, 56, 110), epochs=4),
@@ -34,13 +31,9 @@ PRESETS = {
 
 def run(args):
     depths = args.preset["depths"]
-    nets, warm = {}, {}
-    for kind, name in (("plain", "plain"), ("ResNet", "resnet")):
-        for d in depths:
-            nets[f"{kind}-{d}"] = _runs.cifar_model(name, d)
-            if d >= WARMUP_FROM:
-                warm[f"{kind}-{d}"] = {"warmup": 400}
-    runs = _runs.train_all(args, nets, "degradation", warm)
+    depth_of = {f"{kind}-{d}": d for kind in ("plain", "ResNet") for d in depths}
+    nets = {label: _runs.cifar_model(label.split("-")[0].lower(), d) for label, d in depth_of.items()}
+    runs = _runs.train_all(args, nets, "degradation", _runs.deep_warmups(depth_of))
 
     print(f"\ndegradation ({args.size} preset): final errors, %")
     _runs.table([(r.label, f"{r.parameters:,}", _runs.percent(r.last["train_error"]),
@@ -52,6 +45,10 @@ def run(args):
         where = "above" if b > a else "below" if b < a else "level with"
         print(f"{kind}-{deep} {where} {kind}-{shallow} in training error "
               f"({_runs.percent(b)} % vs {_runs.percent(a)} %); the paper: {paper}")
+    a, b = runs[f"plain-{deep}"].last["train_error"], runs[f"ResNet-{deep}"].last["train_error"]
+    where = "above" if b > a else "below" if b < a else "level with"
+    print(f"ResNet-{deep} {where} plain-{deep} in training error ({_runs.percent(b)} % vs "
+          f"{_runs.percent(a)} %); the paper: below (Fig. 6: 56 layers, shortcuts the only difference)")
 
     fig, (ax_plain, ax_res) = _runs.figure(1, 2)
     _runs.draw_curves(ax_plain, [runs[f"plain-{d}"] for d in depths], title="plain networks")

@@ -18,16 +18,13 @@ import _runs
 
 PAPER = {20: (8.75, "0.27M"), 32: (7.51, "0.46M"), 44: (7.17, "0.66M"), 56: (6.97, "0.85M"),
          110: (6.43, "1.7M"), 1202: (7.93, "19.4M")}
-# He et al. warm ResNet-110 and deeper up (lr 0.01 until the training error is below 80 %,
-# about 400 iterations); here the trainer's --warmup: linear from lr/10 over 400 iterations.
-WARMUP_FROM = 110
+# ResNet-110 and deeper are warmed up as the paper does: _runs.deep_warmups
 PRESETS = {
-    "smoke": dict(about="depths 8 and 14, 16 images, 2 iterations", depths=(8, 14),
-                  iterations=2, batch_size=8, limit_train=16, limit_test=16, eval_batch_size=16),
+    "smoke": dict(_runs.SMOKE_CIFAR, about="depths 8 and 14, 16 images, 2 iterations", depths=(8, 14)),
     # the same settings as degradation.py --quick: its ResNet-20/56 runs can be given with --run
-    "quick": dict(about="depths 20, 32, 44 and 56, the first 4,096 training and 1,000 test images, "
-                  "4 epochs (128 iterations): ~10 min on 2 quiet cores", depths=(20, 32, 44, 56),
-                  epochs=4, limit_train=4096, limit_test=1000),
+    "quick": dict(_runs.QUICK_CIFAR, about=f"depths 20, 32, 44 and 56, {_runs.QUICK_CIFAR_ABOUT}: "
+                  f"est. ~10 min on 2 calm cores, ~5 with --run from degradation.py --quick",
+                  depths=(20, 32, 44, 56)),
     "full": dict(about="depths 20 to 110 on all 50,000 images, 6 epochs (2,346 iterations; the paper "
                  "trains 64k): about 10 min on an H200, estimated from ResNet-20's 16-31 ms per step",
                  depths=(20, 32, 44, 56, 110), epochs=6),
@@ -42,8 +39,7 @@ def extra(ap):
 def run(args):
     depths = args.depths or args.preset["depths"]
     nets = {f"ResNet-{d}": _runs.cifar_model("resnet", d) for d in depths}
-    warm = {f"ResNet-{d}": {"warmup": 400} for d in depths if d >= WARMUP_FROM}
-    runs = _runs.train_all(args, nets, "depth_sweep", warm)
+    runs = _runs.train_all(args, nets, "depth_sweep", _runs.deep_warmups({f"ResNet-{d}": d for d in depths}))
 
     print(f"\ndepth sweep ({args.size} preset): final test error, %; the paper's (Table 6, 64k iterations)")
     rows = []
@@ -63,8 +59,8 @@ def run(args):
         ax_depth.plot(known, [PAPER[d][0] for d in known], "s-", color="0.5",
                       label="He et al. 2015, Table 6 (test, 64k iterations)")
     for d, r, error in zip(depths, runs.values(), ours):
-        ax_depth.annotate(f"{r.parameters / 1e6:.2f}M", (d, error), textcoords="offset points",
-                          xytext=(4, 6), fontsize=7)
+        ax_depth.annotate(f"{r.parameters / 1e6:.2f}M", (d, error), textcoords="offset points", ha="center",
+                          xytext=(0, 7), fontsize=7)
     ax_depth.margins(y=0.15)                    # room for the parameter labels
     ax_depth.set_xscale("log")
     ax_depth.set_xticks(depths, [str(d) for d in depths])

@@ -24,6 +24,7 @@ import numpy as np
 from minires import backend, data
 from minires.train import evaluate
 
+import _common
 import _nets
 
 PRESETS = {
@@ -121,9 +122,8 @@ def run(args):
 
 
 def plot(results, out, caption):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.colors
+    plt = _common.pyplot()
     nets = results["nets"]
     fig, axes = plt.subplots(1, 1 + len(nets), figsize=(5 * (1 + len(nets)), 4.8), layout="constrained")
     for i, (label, r) in enumerate(nets.items()):

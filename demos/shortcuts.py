@@ -16,11 +16,10 @@ import _runs
 
 PAPER = {"A: zero-pad": "25.03", "B: some projections": "24.52", "C: all projections": "24.19"}
 PRESETS = {
-    "smoke": dict(about="ResNet-8, 16 images, 2 iterations", depth=8,
-                  iterations=2, batch_size=8, limit_train=16, limit_test=16, eval_batch_size=16),
-    "quick": dict(about="ResNet-20, the first 4,096 training and 1,000 test images, 10 epochs "
-                  "(320 iterations): ~9 min on 2 quiet cores", depth=20, epochs=10, limit_train=4096,
-                  limit_test=1000),
+    "smoke": dict(_runs.SMOKE_CIFAR, about="ResNet-8, 16 images, 2 iterations", depth=8),
+    # degradation.py's quick recipe (320 steps of 128 on 4,096 images measured ~16 min on 2 cores)
+    "quick": dict(_runs.QUICK_CIFAR, about=f"ResNet-20, {_runs.QUICK_CIFAR_ABOUT}: ~4 min on 2 "
+                  f"calm cores (7 min of CPU)", depth=20),
     "full": dict(about="ResNet-20 on all 50,000 images, 24 epochs (9,384 iterations; the paper's CIFAR "
                  "runs take 64k): about 10 min on an H200, estimated from 16-31 ms per step",
                  depth=20, epochs=24),
@@ -36,18 +35,10 @@ def run(args):
     nets = {label: _runs.cifar_model("resnet", depth, shortcut=label[0]) for label in PAPER}
     runs = _runs.train_all(args, nets, "shortcuts")
 
-    print(f"\nshortcut options on ResNet-{depth} ({args.size} preset): final errors, %; "
-          f"the paper's ImageNet ResNet-34 top-1")
-    _runs.table([(r.label, f"{r.parameters:,}", _runs.percent(r.last["train_error"]),
-                  _runs.percent(r.last["test_error"]), PAPER[r.label], r.source) for r in runs.values()],
-                ("shortcut", "parameters", "train error", "test error", "paper", "run"))
-
-    fig, (ax_curves, ax_bars) = _runs.figure(1, 2)
-    _runs.draw_curves(ax_curves, list(runs.values()), title=f"ResNet-{depth}: error per epoch")
-    _runs.draw_bars(ax_bars, list(runs.values()), PAPER,
-                    title="final test error (paper: ImageNet ResNet-34 top-1)")
-    fig.suptitle("Shortcut options A / B / C (He et al. 2015, Table 3)")
-    _runs.save(fig, args, "shortcuts", runs)
+    _runs.compare(args, runs, "shortcuts", depth, PAPER, (
+        "shortcut", "shortcut options", "the paper's ImageNet ResNet-34 top-1",
+        "final test error (paper: ImageNet ResNet-34 top-1)",
+        "Shortcut options A / B / C (He et al. 2015, Table 3)"))
 
 
 if __name__ == "__main__":

@@ -24,11 +24,10 @@ UNITS = {   # label: (minires variant, the paper's ResNet-110 test error)
     "(e) full pre-activation": ("full_preact", "6.37"),
 }
 PRESETS = {
-    "smoke": dict(about="ResNet-8, 16 images, 2 iterations", depth=8,
-                  iterations=2, batch_size=8, limit_train=16, limit_test=16, eval_batch_size=16),
-    "quick": dict(about="ResNet-20, the first 4,096 training and 1,000 test images, 6 epochs "
-                  "(192 iterations): ~9 min on 2 quiet cores", depth=20, epochs=6, limit_train=4096,
-                  limit_test=1000),
+    "smoke": dict(_runs.SMOKE_CIFAR, about="ResNet-8, 16 images, 2 iterations", depth=8),
+    # degradation.py's quick recipe (192 steps of 128 on 4,096 images: ~16 min on 2 cores)
+    "quick": dict(_runs.QUICK_CIFAR, about=f"ResNet-20, {_runs.QUICK_CIFAR_ABOUT}: est. ~6 min on 2 "
+                  f"calm cores", depth=20),
     "full": dict(about="ResNet-20 on all 50,000 images, 15 epochs (5,865 iterations; the paper: "
                  "ResNet-110, 64k): about 10 min on an H200, estimated from 16-31 ms per step",
                  depth=20, epochs=15),
@@ -44,22 +43,14 @@ def run(args):
     depth = args.depth or args.preset["depth"]
     nets = {label: _runs.cifar_model("resnet", depth, variant=variant)
             for label, (variant, _) in UNITS.items()}
-    warm = {label: {"warmup": 400} for label in nets} if depth >= 110 else None   # see depth_sweep.py
+    warm = _runs.deep_warmups({label: depth for label in nets})
     runs = _runs.train_all(args, nets, "unit_variants", warm)
 
-    print(f"\nresidual units on ResNet-{depth} ({args.size} preset): final errors, %; "
-          f"the paper's ResNet-110")
     paper = {label: error for label, (_, error) in UNITS.items()}
-    _runs.table([(r.label, f"{r.parameters:,}", _runs.percent(r.last["train_error"]),
-                  _runs.percent(r.last["test_error"]), paper[r.label], r.source) for r in runs.values()],
-                ("unit", "parameters", "train error", "test error", "paper", "run"))
-
-    fig, (ax_curves, ax_bars) = _runs.figure(1, 2)
-    _runs.draw_curves(ax_curves, list(runs.values()), title=f"ResNet-{depth}: error per epoch")
-    _runs.draw_bars(ax_bars, list(runs.values()), paper,
-                    title="final test error (paper: ResNet-110, 64k iterations)")
-    fig.suptitle("Residual unit variants (He et al. 2016, Fig. 4, Table 2)")
-    _runs.save(fig, args, "unit_variants", runs)
+    _runs.compare(args, runs, "unit_variants", depth, paper, (
+        "unit", "residual units", "the paper's ResNet-110",
+        "final test error (paper: ResNet-110, 64k iterations)",
+        "Residual unit variants (He et al. 2016, Fig. 4, Table 2)"))
 
 
 if __name__ == "__main__":

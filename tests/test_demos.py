@@ -1,6 +1,7 @@
 """The demos' measuring code on tiny nets, and the demos as commands (their data, their errors)."""
 import importlib.util
 import json
+import math
 import os
 import re
 import subprocess
@@ -232,11 +233,11 @@ def plain_run(tmp_path_factory):
     return tmp_path_factory.mktemp("plain") / "plain20"
 
 
-def smoke(name, out, plain_run):
+def smoke(name, out, plain_run, *more):
     env = {**os.environ, "PYTHONPATH": str(DEMOS.parent)}
     done = subprocess.run([sys.executable, str(DEMOS / f"{name}.py"), "--smoke", "--device", "cpu",
                            "--data-dir", SUBSET, "--weights-dir", SHARED_MODELS,
-                           "--plain-run", plain_run, "--out", out],
+                           "--plain-run", plain_run, "--out", out, *map(str, more)],
                           capture_output=True, text=True, cwd=out.parent, env=env, timeout=600)
     assert done.returncode == 0, done.stderr
     assert out.stat().st_size > 0 and "wrote" in done.stdout
@@ -258,6 +259,17 @@ def test_lesion_smoke_run_deleting_a_resnet_block_hurts_far_less_than_a_plain_on
     assert np.median(resnet["single_deletion"]) < 0.5
     assert np.mean(resnet["single_deletion"]) < np.mean(plain["single_deletion"])
     assert "ResNet-20 (published weights resnet20-12fca82f" in stdout
+    # the paths (Veit et al. Fig. 6): C(9, k) of the 2^9 have length k, each carries a finite gradient
+    paths = results["paths"]
+    assert paths["length"] == list(range(10)) and paths["paths"] == [math.comb(9, k) for k in range(10)]
+    assert all(math.isfinite(g) and g > 0 for g in paths["per_path"])
+    lo, hi = paths["effective"]
+    assert 0 <= lo <= hi <= 9 and sum(paths["total"][lo:hi + 1]) >= 0.9 * sum(paths["total"])
+    # --reuse: the deletions read back from that .json, the paths measured again, no plain net
+    again, stdout = smoke("lesion", tmp_path / "again.png", tmp_path / "no-plain-here",
+                          "--reuse", tmp_path / "lesion.json")
+    assert again["nets"] == results["nets"] and again["paths"]["paths"] == paths["paths"]
+    assert "read from" in stdout and not (tmp_path / "no-plain-here").exists()
 
 
 @needs_weights_and_subset

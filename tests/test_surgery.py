@@ -108,3 +108,35 @@ def test_plain_cifar_is_the_no_shortcut_twin_of_an_option_a_resnet():
         branch = r.bn2(r.conv2(F.relu(r.bn1(r.conv1(x)))))
         assert np.allclose(p(x).numpy(), F.relu(branch).numpy(), atol=1e-6)
         assert np.allclose(r(x).numpy(), F.relu(branch + x).numpy(), atol=1e-6)
+
+
+# ------------------------------------------------------------------ route_gradients (Veit et al., Sec. 5)
+def input_gradient(model, x):
+    x = mr.tensor(x.numpy(), requires_grad=True)
+    model(x).sum().backward()
+    return x.grad.numpy()
+
+
+def test_routed_gradients_over_every_subset_of_branches_add_up_to_the_whole_gradient():
+    """The backward of a ResNet expands into its 2^n paths: routing it through each subset of
+    branches in turn (and through the shortcuts elsewhere) must give terms that sum to it."""
+    import itertools
+    model = trained_looking(mr.models.resnet_cifar, depth=14)
+    names = residual_blocks(model)
+    total = np.zeros(X.shape)
+    for k in range(len(names) + 1):
+        for subset in itertools.combinations(names, k):
+            routed = mr.models.route_gradients(model, list(subset))
+            total += input_gradient(routed, X)
+    whole = input_gradient(model, X)
+    np.testing.assert_allclose(total, whole, rtol=1e-3, atol=1e-5 * np.abs(whole).max())
+    with no_grad():                      # the forward is unchanged
+        np.testing.assert_array_equal(mr.models.route_gradients(model, names[:2])(X).numpy(), model(X).numpy())
+    assert model.layer1[0].gradient_route is None          # the original is untouched
+
+
+def test_route_gradients_refuses_a_plain_net_and_unknown_blocks():
+    with pytest.raises(ValueError, match="route_gradients: a plain net has no shortcuts"):
+        mr.models.route_gradients(mr.models.plain_cifar(14), [])
+    with pytest.raises(ValueError, match="route_gradients: no block 'layer9.0'"):
+        mr.models.route_gradients(mr.models.resnet_cifar(14), ["layer9.0"])

@@ -5,7 +5,7 @@
     d2l.py       d2l's ResNet-18 for Fashion-MNIST (its biases, shortcuts and init)
     spec.py      a model and its arguments in one string: "resnet56:shortcut=B"
     registry.py  get_model / available / from_config, and model.config
-    surgery.py   delete or swap blocks of a trained CIFAR net (copies; Veit et al. 2016)
+    surgery.py   delete, swap or route the backward of blocks of a CIFAR net (copies; Veit 2016)
     scaled.py    shortcuts scaled by λ, h(x) = λx (He 2016, Table 1)
     ode.py       EulerNet: z + Δt·F(z) stacks, weight-tied or not (E 2017)
     growing.py   a deeper CIFAR net from a trained shallower one, new branches zeroed
@@ -27,7 +27,7 @@ from .cifar import __all__ as _cifar_names
 from .d2l import d2l_resnet18
 from .imagenet import ResNet, resnet18, resnet34, resnet50, resnet101, resnet152
 from .registry import available, check_name, from_config, get_model, register
-from .surgery import delete_blocks, residual_blocks, swap_blocks
+from .surgery import delete_blocks, residual_blocks, route_gradients, swap_blocks
 from . import growing, ode, scaled                    # the demos' models
 from .growing import grow, zero_residual_branch
 from .ode import EulerNet, VectorField
@@ -37,7 +37,7 @@ globals().update({name: getattr(cifar, name) for name in _cifar_names
                   if name.startswith(("resnet", "plain", "preact_resnet"))})
 
 __all__ = (["get_model", "check_name", "available", "from_config", "register", "cifar", "d2l", "imagenet", "surgery",
-            "delete_blocks", "swap_blocks", "residual_blocks",
+            "delete_blocks", "swap_blocks", "residual_blocks", "route_gradients",
             "CifarResNet", "ResNet", "resnet_cifar", "plain_cifar", "VARIANTS", "SHORTCUTS",
             "DEPTHS", "d2l_resnet18", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
             "growing", "ode", "scaled", "grow", "zero_residual_branch", "EulerNet", "VectorField",

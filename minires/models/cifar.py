@@ -134,6 +134,9 @@ class BasicBlock(nn.Module):
         self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
         self.shortcut = make_shortcut(shortcut, in_planes, planes, stride)
+        # None: gradients take both ways; "branch" or "shortcut": the backward goes through that
+        # one only, the forward unchanged (Veit et al.'s paths of one length: surgery.route_gradients)
+        self.gradient_route = None
 
     def forward(self, x):
         v = self.variant
@@ -151,7 +154,12 @@ class BasicBlock(nn.Module):
             elif v != "bn_after_add":
                 out = self.bn2(out)
         if self.shortcut is not None:
-            out = out + self.shortcut(x)
+            skip = self.shortcut(x)
+            if self.gradient_route == "branch":
+                skip = skip.detach()
+            elif self.gradient_route == "shortcut":
+                out = out.detach()
+            out = out + skip
         if v == "bn_after_add":
             out = bn_relu(self.bn2, out)
         return out

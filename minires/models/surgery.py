@@ -6,6 +6,7 @@ delete residual blocks from a trained net at test time, and swap neighbouring on
     residual_blocks(model)                    # ['layer1.0', ..., 'layer3.8']: the order data flows
     delete_blocks(model, ["layer2.3"])        # a copy in which that block passes its input on
     swap_blocks(model, "layer1.4")            # a copy in which layer1.4 and layer1.5 trade places
+    route_gradients(model, ["layer1.2"])      # a copy whose backward takes paths of length 1 only
 
 A deleted block becomes its shortcut alone: x -> x, or for the first block of a stage the
 shortcut that changes the shape (option A's subsample-and-pad, B/C's projection).  A plain
@@ -71,6 +72,28 @@ def swap_blocks(model, block):
                          f"{', '.join(_swappable(model))}")
     items[i], items[i + 1] = items[i + 1], items[i]       # each keeps its name, so its weights' names
     setattr(new, stage_name, nn.Sequential(OrderedDict(items)))
+    return _edited(new)
+
+
+def route_gradients(model, through_branch):
+    """A copy of ``model`` (a CIFAR ResNet) whose forward is unchanged but whose backward
+    goes through the residual branch of each block in ``through_branch`` only and through
+    the shortcut of every other block only: the gradient at the input is then carried by
+    the paths of length k = len(through_branch) that use exactly those branches (Veit et
+    al. 2016, Sec. 5).  Every block keeps its post-addition ReLU mask, as a path through
+    it does."""
+    _check_model(model, "route_gradients")
+    if model.shortcut_option is None:
+        raise ValueError("route_gradients: a plain net has no shortcuts, so one path only "
+                         "(through every block); give a ResNet")
+    chosen = set(_names(model, through_branch, "route_gradients"))
+    new = copy.deepcopy(model)
+    for name in residual_blocks(new):
+        stage_name, key = name.split(".")
+        block = getattr(new, stage_name)._modules[key]
+        if isinstance(block, DeletedBlock):
+            raise ValueError(f"route_gradients: {name} is deleted; route the gradients of an intact net")
+        block.gradient_route = "branch" if name in chosen else "shortcut"
     return _edited(new)
 
 
