@@ -147,22 +147,29 @@ class BasicBlock(nn.Module):
         else:
             out = self.conv2(bn_relu(self.bn1, self.conv1(x)))
             if v == "original":                  # relu(BN(out) + shortcut), fused where it may be
-                return (bn_add_relu(self.bn2, out, self.shortcut(x)) if self.shortcut is not None
-                        else bn_relu(self.bn2, out))
+                if self.shortcut is None:
+                    return bn_relu(self.bn2, out)
+                if self.gradient_route is None:
+                    return bn_add_relu(self.bn2, out, self.shortcut(x))
+                # a routed backward (Veit's paths) needs the add as its own node: eager ops
+                return F.relu(self._routed_add(self.bn2(out), self.shortcut(x)))
             if v == "relu_before_add":
                 out = bn_relu(self.bn2, out)
             elif v != "bn_after_add":
                 out = self.bn2(out)
         if self.shortcut is not None:
-            skip = self.shortcut(x)
-            if self.gradient_route == "branch":
-                skip = skip.detach()
-            elif self.gradient_route == "shortcut":
-                out = out.detach()
-            out = out + skip
+            out = self._routed_add(out, self.shortcut(x))
         if v == "bn_after_add":
             out = bn_relu(self.bn2, out)
         return out
+
+    def _routed_add(self, out, skip):
+        """out + skip, the backward through one of them only when ``gradient_route`` says so."""
+        if self.gradient_route == "branch":
+            skip = skip.detach()
+        elif self.gradient_route == "shortcut":
+            out = out.detach()
+        return out + skip
 
     def extra_repr(self):
         return f"variant={self.variant!r}"
