@@ -50,8 +50,8 @@ import numpy as np
 from .. import autograd, backend
 from ..tensor import Tensor
 from ._util import as_operands, check_same_device, check_same_dtype, check_tensor, shape_str, unbroadcast
-from .norm import (_select, batch_norm_eval_backward, channel_view, check_batch_norm, eval_affine,
-                   from_channel_view, is_channels_last)
+from .norm import (_select, batch_norm_eval_backward, channel_view, eval_affine, from_channel_view,
+                   prepare_batch_norm, running_statistics)
 
 ENV_VAR = "MINIRES_FUSION"
 _chosen = None        # set_fusion's choice; None: the environment decides
@@ -100,19 +100,12 @@ def batch_norm_relu(x, running_mean, running_var, weight=None, bias=None,
     """relu(batch_norm(x, ...)) as one op; the arguments and their checks are batch_norm's.
     (N, C, ...) -> (N, C, ...), in x's memory layout."""
     op = "batch_norm_relu"
-    params, stats = check_batch_norm(op, x, running_mean, running_var, weight, bias, training)
-    xp, K, c = x.xp, backend.kernels_for(x.xp), x.shape[1]
-    gamma = weight.data if weight is not None else xp.ones(c, dtype=x.dtype)
-    beta = bias.data if bias is not None else xp.zeros(c, dtype=x.dtype)
-    cl = is_channels_last(x.data)
-    x3 = channel_view(x.data, cl)                      # (A, C, B), no copy
-    count = x3.shape[0] * x3.shape[2]
+    params, stats, gamma, beta, cl, x3, count = prepare_batch_norm(
+        op, x, running_mean, running_var, weight, bias, training)
+    K = backend.kernels_for(x.xp)
     parents = (x, *params)
 
     if training:
-        if count <= 1:
-            raise ValueError(f"{op}: expected more than 1 value per channel when training, "
-                             f"got input of shape {shape_str(x.shape)}")
         y3, mean, var, invstd = K.batch_norm_relu_forward(x3, gamma, beta, eps)
         if stats:
             K.batch_norm_update_running(running_mean.data, running_var.data, mean, var, count, momentum)
@@ -123,8 +116,7 @@ def batch_norm_relu(x, running_mean, running_var, weight=None, bias=None,
             return _select(x, weight, bias, from_channel_view(dx, x.shape, cl), dgamma, dbeta)
         return Tensor.from_op(from_channel_view(y3, x.shape, cl), parents, backward, op)
 
-    mean = running_mean.data.astype(x.dtype)          # copies: later updates must not leak in
-    invstd = 1.0 / xp.sqrt(running_var.data.astype(x.dtype) + eps)
+    mean, invstd = running_statistics(running_mean, running_var, x.dtype, eps)
     scale = gamma * invstd
     y3 = eval_affine(x3, scale, beta - mean * scale, relu=True)
 
@@ -161,21 +153,17 @@ def batch_norm_add_relu(x, residual, running_mean, running_var, weight=None, bia
     batch_norm's.  Backward: m = g·[y > 0] is the residual's gradient (add's "+1") and
     batch_norm's upstream gradient.  (N, C, ...) -> (N, C, ...), in x's memory layout."""
     op = "batch_norm_add_relu"
-    params, stats = check_batch_norm(op, x, running_mean, running_var, weight, bias, training)
+    params, stats, gamma, beta, cl, x3, count = prepare_batch_norm(
+        op, x, running_mean, running_var, weight, bias, training)
     check_tensor(op, "residual", residual)
     if residual.shape != x.shape:
         raise ValueError(f"{op}: residual has shape {shape_str(residual.shape)}, expected the "
                          f"input's {shape_str(x.shape)}")
     check_same_device(op, x, residual)
     check_same_dtype(op, x, residual)
-    xp, K, c = x.xp, backend.kernels_for(x.xp), x.shape[1]
+    xp, K = x.xp, backend.kernels_for(x.xp)
     cpu = _cpu_kernels(xp)
-    gamma = weight.data if weight is not None else xp.ones(c, dtype=x.dtype)
-    beta = bias.data if bias is not None else xp.zeros(c, dtype=x.dtype)
-    cl = is_channels_last(x.data)
-    x3 = channel_view(x.data, cl)
     r3 = channel_view(_like(xp, residual.data, x.data), cl)    # in x's layout (a copy only if not)
-    count = x3.shape[0] * x3.shape[2]
     parents = (x, residual, *params)
 
     def finish(y3):                        # y3 = BN(x) as a fresh array: add and rectify in place
@@ -183,9 +171,6 @@ def batch_norm_add_relu(x, residual, running_mean, running_var, weight=None, bia
         return xp.maximum(y3, 0, out=y3)
 
     if training:
-        if count <= 1:
-            raise ValueError(f"{op}: expected more than 1 value per channel when training, "
-                             f"got input of shape {shape_str(x.shape)}")
         fused = cpu.batch_norm_add_relu_forward(x3, r3, gamma, beta, eps) if cpu is not None else None
         if fused is None:
             t3, mean, var, invstd = K.batch_norm_forward(x3, gamma, beta, eps)
@@ -194,8 +179,7 @@ def batch_norm_add_relu(x, residual, running_mean, running_var, weight=None, bia
         if stats:
             K.batch_norm_update_running(running_mean.data, running_var.data, mean, var, count, momentum)
     else:
-        mean = running_mean.data.astype(x.dtype)
-        invstd = 1.0 / xp.sqrt(running_var.data.astype(x.dtype) + eps)
+        mean, invstd = running_statistics(running_mean, running_var, x.dtype, eps)
         y3 = finish(eval_affine(x3, gamma * invstd, beta - mean * gamma * invstd, relu=False))
     y = from_channel_view(y3, x.shape, cl)
 

@@ -18,19 +18,12 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None,
     running statistics may differ from x in precision).
     """
     op = "batch_norm"
-    params, stats = check_batch_norm(op, x, running_mean, running_var, weight, bias, training)
-    xp, K, c = x.xp, backend.kernels_for(x.xp), x.shape[1]
-    gamma = weight.data if weight is not None else xp.ones(c, dtype=x.dtype)
-    beta = bias.data if bias is not None else xp.zeros(c, dtype=x.dtype)
-    cl = is_channels_last(x.data)
-    x3 = channel_view(x.data, cl)                      # (A, C, B), no copy
-    count = x3.shape[0] * x3.shape[2]
+    params, stats, gamma, beta, cl, x3, count = prepare_batch_norm(
+        op, x, running_mean, running_var, weight, bias, training)
+    K = backend.kernels_for(x.xp)
     parents = (x, *params)
 
     if training:
-        if count <= 1:
-            raise ValueError(f"{op}: expected more than 1 value per channel when training, "
-                             f"got input of shape {shape_str(x.shape)}")
         y3, mean, var, invstd = K.batch_norm_forward(x3, gamma, beta, eps)
         if stats:                                       # one kernel, in place
             K.batch_norm_update_running(running_mean.data, running_var.data, mean, var, count, momentum)
@@ -40,8 +33,7 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None,
             return _select(x, weight, bias, from_channel_view(dx, x.shape, cl), dgamma, dbeta)
         return Tensor.from_op(from_channel_view(y3, x.shape, cl), parents, backward, "batch_norm")
 
-    mean = running_mean.data.astype(x.dtype)          # copies: later updates
-    invstd = 1.0 / xp.sqrt(running_var.data.astype(x.dtype) + eps)   # must not leak in
+    mean, invstd = running_statistics(running_mean, running_var, x.dtype, eps)
     scale = gamma * invstd
     y3 = eval_affine(x3, scale, beta - mean * scale, relu=False)
 
@@ -49,6 +41,29 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None,
         dx, dgamma, dbeta = batch_norm_eval_backward(channel_view(g, cl), x3, mean, invstd, gamma)
         return _select(x, weight, bias, from_channel_view(dx, x.shape, cl), dgamma, dbeta)
     return Tensor.from_op(from_channel_view(y3, x.shape, cl), parents, backward_eval, "batch_norm")
+
+
+def prepare_batch_norm(op, x, running_mean, running_var, weight, bias, training):
+    """What every batch-norm op (here and in ops/fused.py) does first: check_batch_norm, then
+    -> (params, stats, gamma, beta, channels_last, x3 (A, C, B) view of x, values per channel)."""
+    params, stats = check_batch_norm(op, x, running_mean, running_var, weight, bias, training)
+    xp, c = x.xp, x.shape[1]
+    gamma = weight.data if weight is not None else xp.ones(c, dtype=x.dtype)
+    beta = bias.data if bias is not None else xp.zeros(c, dtype=x.dtype)
+    cl = is_channels_last(x.data)
+    x3 = channel_view(x.data, cl)                      # (A, C, B), no copy
+    count = x3.shape[0] * x3.shape[2]
+    if training and count <= 1:
+        raise ValueError(f"{op}: expected more than 1 value per channel when training, "
+                         f"got input of shape {shape_str(x.shape)}")
+    return params, stats, gamma, beta, cl, x3, count
+
+
+def running_statistics(running_mean, running_var, dtype, eps):
+    """Evaluation mode's (mean, 1/sqrt(var + eps)) in x's dtype: copies, so that later updates
+    of the running statistics cannot leak into a saved backward."""
+    mean = running_mean.data.astype(dtype)
+    return mean, 1.0 / backend.get_array_module(mean).sqrt(running_var.data.astype(dtype) + eps)
 
 
 def batch_norm_eval_backward(g3, x3, mean, invstd, gamma):
@@ -70,7 +85,7 @@ def eval_affine(x3, scale, shift, relu):
 
 
 def check_batch_norm(op, x, running_mean, running_var, weight, bias, training):
-    """batch_norm's argument checks (shared by ops/fused.py's batch_norm_relu):
+    """batch_norm's argument checks (every batch-norm op's, through prepare_batch_norm):
     -> (weight and bias that are given, running statistics that are given)."""
     check_tensor(op, "input", x)
     if x.ndim < 2:
