@@ -415,11 +415,7 @@ class Trainer:
                 p["wrong"] += int(wrong)
                 p["seen"] += pending
                 loss_sum[...], wrong[...], pending = 0, 0, 0
-                if bar is not None:
-                    bar.set_postfix(loss=f"{p['loss_sum'] / p['seen']:.3f}",
-                                    acc=f"{1 - p['wrong'] / p['seen']:.3f}",
-                                    img_s=f"{(p['seen'] - done_before) / (time.perf_counter() - started):.0f}",
-                                    lr=f"{self.optimizer.param_groups[0]['lr']:.3g}", refresh=False)
+                self._show_running(bar, started, done_before)
             if bar is not None:
                 bar.update(1)
         self._check_finite(int(first_bad))
@@ -430,6 +426,15 @@ class Trainer:
         if bar is not None:
             bar.close()
         return self.batch_in_epoch == self.steps_per_epoch or self.step >= self.total_steps
+
+    def _show_running(self, bar, started, done_before):
+        """The progress bar's postfix: the epoch's running loss, accuracy, speed and lr."""
+        if bar is None:
+            return
+        p = self.partial
+        bar.set_postfix(loss=f"{p['loss_sum'] / p['seen']:.3f}", acc=f"{1 - p['wrong'] / p['seen']:.3f}",
+                        img_s=f"{(p['seen'] - done_before) / (time.perf_counter() - started):.0f}",
+                        lr=f"{self.optimizer.param_groups[0]['lr']:.3g}", refresh=False)
 
     def _graph_epoch(self, stop):
         """_epoch in CUDA-graph mode: one graph launch per step (TrainingGraph), the loss,
@@ -462,11 +467,7 @@ class Trainer:
             if self.step % cfg.log_every == 0 or self.batch_in_epoch == self.steps_per_epoch:
                 readback()
                 pending = 0
-                if bar is not None:
-                    bar.set_postfix(loss=f"{p['loss_sum'] / p['seen']:.3f}",
-                                    acc=f"{1 - p['wrong'] / p['seen']:.3f}",
-                                    img_s=f"{(p['seen'] - done_before) / (time.perf_counter() - started):.0f}",
-                                    lr=f"{self.optimizer.param_groups[0]['lr']:.3g}", refresh=False)
+                self._show_running(bar, started, done_before)
             if bar is not None:
                 bar.update(1)
         readback()
