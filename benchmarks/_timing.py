@@ -41,6 +41,20 @@ def cpu_description():
     return f"{info.get('model name', 'unknown CPU')}; flags: {' '.join(simd) or 'no AVX2/AVX-512'}"
 
 
+def torch_resnet20_setup(device, batch):
+    """PyTorch's side of the benchmarked work: (model, optimizer, x, y, sync) for one ResNet-20
+    training step at ``batch`` on ``device``, seeded, the recipe's SGD (benchmarks/torch_resnet.py)."""
+    import torch
+    from torch_resnet import ResNetCifar
+    torch.manual_seed(0)
+    model = ResNetCifar(20).to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    x = torch.randn(batch, 3, 32, 32, device=device)
+    y = torch.randint(0, 10, (batch,), device=device)
+    sync = torch.cuda.synchronize if str(device).startswith("cuda") else (lambda: None)
+    return model, opt, x, y, sync
+
+
 def minires_resnet20_step(device, batch, graph_ready=False):
     """The benchmarked work, built the same way by every script: (step, sync).
 

@@ -239,7 +239,7 @@ def _train_graph_step(batch):
 # ------------------------------------------------------------------ torch children
 def run_torch(args, variant, tf32):
     import torch
-    from torch_resnet import ResNetCifar
+    from _timing import torch_resnet20_setup
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cpu" and not args.smoke:
         raise SystemExit("torch sees no CUDA device")
@@ -248,12 +248,7 @@ def run_torch(args, variant, tf32):
     torch.backends.cuda.matmul.allow_tf32 = bool(tf32)     # set explicitly both ways
     torch.backends.cudnn.allow_tf32 = bool(tf32)
     torch.backends.cudnn.benchmark = bool(args.cudnn_benchmark)
-    torch.manual_seed(0)
-    model = ResNetCifar(20).to(device)
-    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
-    x = torch.randn(args.batch, 3, 32, 32, device=device)
-    y = torch.randint(0, 10, (args.batch,), device=device)
-    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    model, opt, x, y, sync = torch_resnet20_setup(device, args.batch)
     forward = model
     if variant == "torch-compile":
         t0 = time.perf_counter()

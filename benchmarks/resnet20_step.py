@@ -37,15 +37,9 @@ def run_minires(args):
 
 def run_torch(args):
     import torch
-    from _timing import median_ms
-    from torch_resnet import ResNetCifar
+    from _timing import median_ms, torch_resnet20_setup
     device = args.device
-    torch.manual_seed(0)
-    model = ResNetCifar(20).to(device)
-    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
-    x = torch.randn(args.batch, 3, 32, 32, device=device)
-    y = torch.randint(0, 10, (args.batch,), device=device)
-    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    model, opt, x, y, sync = torch_resnet20_setup(device, args.batch)
 
     def step():
         loss = torch.nn.functional.cross_entropy(model(x), y)
