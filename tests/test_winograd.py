@@ -18,6 +18,9 @@ SHAPES = [(2, 3, 4, 5, 7), (1, 1, 1, 1, 1), (1, 1, 2, 6, 3), (3, 5, 2, 9, 4), (2
 # float32 error bounds, max |err| / max |float64 result|, for forward, dx and dW
 # (measured on these shapes and at ResNet-20's channel counts: im2col <= 5.4e-7,
 # F(2x2) <= 8.6e-7, F(4x4) <= 6.6e-6)
+# The transforms' shapes (N, H, W, C): odd sizes run the table-driven kernels; even
+# ones, for m = 2, the written-out F(2x2) kernels (kernels/cpu/winograd.py)
+TRANSFORM_SHAPES = [(2, 5, 7, 3), (1, 1, 1, 2), (1, 4, 8, 1), (2, 6, 4, 5), (1, 2, 2, 3)]
 FLOAT32_BOUND = {"im2col": 1e-6, "winograd2": 2e-6, "winograd4": 2e-5}
 
 
@@ -43,7 +46,7 @@ def tiles_of(x, m, offset, window):
 
 
 @pytest.mark.parametrize("m", TILES)
-@pytest.mark.parametrize("shape", [(2, 5, 7, 3), (1, 1, 1, 2), (1, 4, 8, 1)])
+@pytest.mark.parametrize("shape", TRANSFORM_SHAPES)
 def test_input_transform_is_bt_d_b_per_tile(m, shape):
     bt = TRANSFORMS[m][0]
     x = np.random.default_rng(0).standard_normal(shape)
@@ -54,7 +57,7 @@ def test_input_transform_is_bt_d_b_per_tile(m, shape):
 
 
 @pytest.mark.parametrize("m", TILES)
-@pytest.mark.parametrize("shape", [(2, 5, 7, 3), (1, 1, 1, 2), (1, 4, 8, 1)])
+@pytest.mark.parametrize("shape", TRANSFORM_SHAPES)
 def test_output_transform_is_at_m_a_per_tile_cropped(m, shape):
     n, h, w, k = shape
     at = TRANSFORMS[m][2]
@@ -67,12 +70,13 @@ def test_output_transform_is_at_m_a_per_tile_cropped(m, shape):
 
 
 @pytest.mark.parametrize("m", TILES)
-def test_output_grad_transform_is_the_output_transforms_adjoint(m):
+@pytest.mark.parametrize("shape", [(2, 7, 5, 3), (2, 6, 4, 3)])
+def test_output_grad_transform_is_the_output_transforms_adjoint(m, shape):
     """<winograd_output(M), g> == <M, winograd_output_grad(g)> for all M, g."""
     rng = np.random.default_rng(2)
-    shape = (2, 7, 5, 3)
-    th, tw = cpu.winograd_tile_grid(7, 5, m)
-    mt = rng.standard_normal(((m + 2) ** 2, 2 * th * tw, 3))
+    n, h, w, k = shape
+    th, tw = cpu.winograd_tile_grid(h, w, m)
+    mt = rng.standard_normal(((m + 2) ** 2, n * th * tw, k))
     g = rng.standard_normal(shape)
     lhs = (cpu.winograd_output(mt, m, np.empty(shape)) * g).sum()
     rhs = (mt * cpu.winograd_output_grad(g, m, np.empty_like(mt))).sum()

@@ -167,8 +167,126 @@ def _tiles_out(mt, at, m, y):
                             accumulate = True
 
 
+# F(2x2, 3x3) on even H and W (every CIFAR ResNet layer): the same two passes with
+# the coefficients written out.  B^T, A^T and A hold only 0 and ±1, so each output
+# is two to four adds of whole runs, with no coefficient table, no multiplies and
+# no per-run call; measured 1.2-2.6x faster than the table-driven kernels above on
+# ResNet-20's layer shapes.  Odd sizes (partial tiles) and F(4x4) keep those.
+@njit(nogil=True, cache=True, fastmath=True)
+def _input_f2(x, v):
+    """v = B^T d B for F(2x2) with padding 1: x (N, H, W, C), H and W even; v (16, P, C)."""
+    n_img, h, w, ch = x.shape
+    th, tw = h // 2, w // 2
+    src, dst = x.reshape(-1), v.reshape(-1)
+    c_, run = uint64(ch), uint64(w * ch)
+    plane = uint64(v.shape[1] * ch)
+    line = uint64((w + 2) * ch)                       # a band row: image columns -1 .. w
+    band = np.zeros(4 * (w + 2) * ch, dtype=v.dtype)  # its first and last columns stay zero
+    for n in range(n_img):
+        for ti in range(th):
+            # rows d0..d3 = image rows 2ti-1 .. 2ti+2; d0 and d3 may lie in the padding
+            # (read a valid row times 0 then, which keeps the loops branch-free)
+            first = uint64((n * h + 2 * ti) * w * ch)   # d1
+            f0 = 1.0 if ti > 0 else 0.0
+            f3 = 1.0 if ti < th - 1 else 0.0
+            o0 = first - run if ti > 0 else first
+            o3 = first + uint64(2) * run if ti < th - 1 else first
+            b0, b1, b2, b3 = c_, line + c_, uint64(2) * line + c_, uint64(3) * line + c_
+            for q in range(run):                      # B^T along the rows
+                d0, d1 = src[o0 + q] * f0, src[first + q]
+                d2, d3 = src[first + run + q], src[o3 + q] * f3
+                band[b0 + q] = d0 - d2
+                band[b1 + q] = d1 + d2
+                band[b2 + q] = d2 - d1
+                band[b3 + q] = d1 - d3
+            p0 = uint64((n * th + ti) * tw) * c_
+            for xi in range(4):                       # B^T along the columns, tile by tile
+                row = uint64(xi) * line
+                out = uint64(4 * xi) * plane + p0
+                for tj in range(uint64(tw)):
+                    s, o = row + tj * uint64(2) * c_, out + tj * c_
+                    for c in range(c_):
+                        e0, e1 = band[s + c], band[s + c_ + c]
+                        e2, e3 = band[s + uint64(2) * c_ + c], band[s + uint64(3) * c_ + c]
+                        dst[o + c] = e0 - e2
+                        dst[o + plane + c] = e1 + e2
+                        dst[o + uint64(2) * plane + c] = e2 - e1
+                        dst[o + uint64(3) * plane + c] = e1 - e3
+
+
+@njit(nogil=True, cache=True, fastmath=True)
+def _output_f2(mt, y):
+    """y = A^T M A for F(2x2): mt (16, P, K), y (N, H, W, K) with H and W even."""
+    n_img, h, w, ch = y.shape
+    th, tw = h // 2, w // 2
+    src, dst = mt.reshape(-1), y.reshape(-1)
+    k_, run = uint64(ch), uint64(tw * ch)             # a tile row's tiles in one plane
+    plane = uint64(mt.shape[1] * ch)
+    band = np.empty(8 * tw * ch, dtype=y.dtype)       # (r, nu) rows of A^T M, r < 2, nu < 4
+    for n in range(n_img):
+        for ti in range(th):
+            p0 = uint64((n * th + ti) * tw) * k_
+            for nu in range(4):                       # A^T along the rows: r0 = m0+m1+m2, r1 = m1-m2-m3
+                i0 = uint64(nu) * plane + p0
+                i1, i2, i3 = i0 + uint64(4) * plane, i0 + uint64(8) * plane, i0 + uint64(12) * plane
+                o0, o1 = uint64(nu) * run, uint64(4 + nu) * run
+                for q in range(run):
+                    m1, m2 = src[i1 + q], src[i2 + q]
+                    band[o0 + q] = src[i0 + q] + m1 + m2
+                    band[o1 + q] = m1 - m2 - src[i3 + q]
+            for r in range(2):                        # A^T along the columns, into image row 2ti+r
+                out = uint64(((n * h + 2 * ti + r) * w) * ch)
+                b = uint64(4 * r) * run
+                for tj in range(uint64(tw)):
+                    s, o = b + tj * k_, out + tj * uint64(2) * k_
+                    for k in range(k_):
+                        e1, e2 = band[s + run + k], band[s + uint64(2) * run + k]
+                        dst[o + k] = band[s + k] + e1 + e2
+                        dst[o + k_ + k] = e1 - e2 - band[s + uint64(3) * run + k]
+
+
+@njit(nogil=True, cache=True, fastmath=True)
+def _output_grad_f2(g, dm):
+    """dM = A g A^T for F(2x2): g (N, H, W, K) with H and W even; dm (16, P, K)."""
+    n_img, h, w, ch = g.shape
+    th, tw = h // 2, w // 2
+    src, dst = g.reshape(-1), dm.reshape(-1)
+    k_, run = uint64(ch), uint64(w * ch)
+    plane = uint64(dm.shape[1] * ch)
+    band = np.empty(4 * w * ch, dtype=g.dtype)        # A along the rows: g0, g0+g1, g0-g1, -g1
+    for n in range(n_img):
+        for ti in range(th):
+            i0 = uint64((n * h + 2 * ti) * w * ch)
+            for q in range(run):
+                g0, g1 = src[i0 + q], src[i0 + run + q]
+                band[q] = g0
+                band[run + q] = g0 + g1
+                band[uint64(2) * run + q] = g0 - g1
+                band[uint64(3) * run + q] = -g1
+            p0 = uint64((n * th + ti) * tw) * k_
+            for xi in range(4):                       # A along the columns
+                row = uint64(xi) * run
+                out = uint64(4 * xi) * plane + p0
+                for tj in range(uint64(tw)):
+                    s, o = row + tj * uint64(2) * k_, out + tj * k_
+                    for k in range(k_):
+                        e0, e1 = band[s + k], band[s + k_ + k]
+                        dst[o + k] = e0
+                        dst[o + plane + k] = e0 + e1
+                        dst[o + uint64(2) * plane + k] = e0 - e1
+                        dst[o + uint64(3) * plane + k] = -e1
+
+
+def _even(a, m):
+    """Whether the F(2x2) kernels apply: m = 2 and an even image (no partial tiles)."""
+    return m == 2 and a.shape[1] % 2 == 0 and a.shape[2] % 2 == 0
+
+
 def winograd_input(x, m, out):
     """V = B^T d B for every a x a input tile of x (N, H, W, C): out (a*a, N*TH*TW, C)."""
+    if _even(x, m):
+        _input_f2(np.ascontiguousarray(x), out)
+        return out
     bt = TRANSFORMS[m][0].astype(x.dtype)
     _tiles_in(np.ascontiguousarray(x), bt, m, -1, out)
     return out
@@ -177,6 +295,9 @@ def winograd_input(x, m, out):
 def winograd_output_grad(g, m, out):
     """dM = A dY A^T for every m x m tile of the upstream gradient g (N, H, W, K):
     out (a*a, N*TH*TW, K) -- the adjoint of the output transform."""
+    if _even(g, m):
+        _output_grad_f2(np.ascontiguousarray(g), out)
+        return out
     a_mat = np.ascontiguousarray(TRANSFORMS[m][2].T.astype(g.dtype))
     _tiles_in(np.ascontiguousarray(g), a_mat, m, 0, out)
     return out
@@ -184,6 +305,9 @@ def winograd_output_grad(g, m, out):
 
 def winograd_output(mt, m, out):
     """Y = A^T M A for every tile, written into out (N, H, W, K) (the tiles' overhang dropped)."""
+    if _even(out, m):
+        _output_f2(np.ascontiguousarray(mt), out)
+        return out
     at = TRANSFORMS[m][2].astype(mt.dtype)
     _tiles_out(np.ascontiguousarray(mt), at, m, out)
     return out
