@@ -129,12 +129,11 @@ def scatter_add(xp, target, index, values):
 # ---------------------------------------------------------------- CPU threads
 # On the CPU, minires owns the parallelism: conv2d splits the batch into
 # chunks and runs one chunk per core at a time (im2col + a GEMM on columns that
-# stay in cache).  BLAS is held to one thread meanwhile -- two thread pools on
-# the same cores (BLAS's spinning workers and ours) made a ResNet-20 step 5x
-# slower when measured (docs/benchmarks.md).
+# stay in cache).  BLAS is held to one thread for the whole process (kernels/cpu
+# sets it when it loads) -- two thread pools on the same cores (BLAS's spinning
+# workers and ours) made a ResNet-20 step 5x slower when measured (docs/benchmarks.md).
 _threads = None
 _pool = None
-_blas_controller = None
 
 
 def num_threads() -> int:
@@ -157,14 +156,6 @@ def set_num_threads(n: int):
         _pool = None
 
 
-def _single_threaded_blas():
-    global _blas_controller
-    if _blas_controller is None:
-        from threadpoolctl import ThreadpoolController
-        _blas_controller = ThreadpoolController()
-    return _blas_controller.limit(limits=1, user_api="blas")
-
-
 def batch_chunks(xp, n, most):
     """[(n0, n1), ...]: images 0..n-1 in chunks of at most ``most`` images, near-equal in
     size and, on the CPU, as many as a multiple of the threads (or n), so that
@@ -184,8 +175,9 @@ def batch_chunks(xp, n, most):
 def parallel_for(xp, worker, items):
     """Run ``worker(share)`` over interleaved shares of ``items``; a list of the results.
 
-    CPU: one share per thread, with single-threaded BLAS inside.  GPU (or a
-    single item): one call on all items -- the device is parallel already.
+    CPU: one share per thread, each running single-threaded BLAS (kernels/cpu holds
+    BLAS to one thread).  GPU (or a single item): one call on all items -- the device
+    is parallel already.
     """
     global _pool
     items = list(items)
@@ -195,5 +187,4 @@ def parallel_for(xp, worker, items):
     if _pool is None:
         _pool = ThreadPoolExecutor(max_workers=num_threads(), thread_name_prefix="minires")
     shares = [items[k::threads] for k in range(threads)]
-    with _single_threaded_blas():
-        return list(_pool.map(worker, shares))
+    return list(_pool.map(worker, shares))

@@ -156,3 +156,13 @@ def test_pooling_kernels(kernel, stride, padding, device):
         ref = naive_pool(x, kernel, stride, padding, mode)
         out = K.avg_pool2d_forward(dev(x, device), kernel, stride, padding, hw, include_pad)
         np.testing.assert_allclose(backend.to_numpy(out), ref, rtol=1e-12)
+
+
+def test_cpu_kernels_hold_blas_to_one_thread():
+    """conv2d runs one BLAS call per core; a multi-threaded call elsewhere would leave
+    BLAS's workers spinning on those cores (kernels/cpu/__init__.py)."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    backend.kernels_for(np)
+    blas = [lib for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "blas"]
+    assert blas, "NumPy's BLAS not found by threadpoolctl"
+    assert [lib["num_threads"] for lib in blas] == [1] * len(blas), blas

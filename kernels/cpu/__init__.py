@@ -53,7 +53,24 @@ from .memory import tune_malloc  # noqa: E402
 
 tune_malloc()
 
-CONV_WORKSPACE_BYTES = 4 << 20   # one chunk's columns: L2/L3-resident while the GEMM reads them
+# BLAS runs one thread per call, on every thread of the process.  conv2d already
+# runs one BLAS call per core (minires.backend.parallel_for); a multi-threaded call
+# anywhere else (the Winograd filter transform, a linear layer) leaves OpenBLAS's
+# workers spinning for milliseconds afterwards on the cores the next conv's threads
+# need.  Measured on 2 cores: a 64x8x8 conv forward + backward at batch 128 took
+# 18.9 ms with one conv thread starting 2.4 ms late behind a spinning BLAS worker,
+# 12.8 ms with BLAS held to one thread.  Holding it per parallel_for call was not
+# enough: the spinning starts after the calls in between.
+import threadpoolctl  # noqa: E402
+
+threadpoolctl.threadpool_limits(limits=1, user_api="blas")
+
+# One chunk's columns (im2col) or transformed tiles (Winograd): about a core's L2, so
+# that they stay there between the kernel that writes them and the GEMM that reads
+# them.  A ResNet-20 step on a 2-core Zen 4 (1 MiB L2 per core), interleaved rounds:
+# 4 MiB 428 ms, 2 MiB 354, 1 MiB 339, 512 KiB 360 at batch 128; at batch 32 4 MiB
+# 154 ms, 1 MiB 125, 256 KiB 177 (the chunks' per-call costs).
+CONV_WORKSPACE_BYTES = 1 << 20
 
 from .batchnorm import (batch_norm_add_relu_forward, batch_norm_affine, batch_norm_backward,
                         batch_norm_forward, batch_norm_relu_backward, batch_norm_relu_forward,
