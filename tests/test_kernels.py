@@ -118,6 +118,43 @@ def test_batch_norm_kernels(shape, dtype, device):
     np.testing.assert_allclose(dx, dx_ref, rtol=tol * 100, atol=tol * 100)
 
 
+@pytest.mark.parametrize("rows", [2, 37, 300])
+@pytest.mark.parametrize("ch", [3, 16, 40])               # the tail loop, 16 lanes, 2x16 lanes + a tail
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_batch_norm_row_kernels(rows, ch, dtype):
+    """The channels-last (M, C, 1) path: one-pass shifted moments and the 16-lane sums,
+    plain and with ReLU, against float64 references; a mean far from 0 (x ~ 50 ± 3)
+    checks that the one-pass variance does not cancel."""
+    from minires.kernels import cpu as K
+    rng = np.random.default_rng(rows * ch)
+    x = (rng.standard_normal((rows, ch, 1)) * 3 + 50).astype(dtype)
+    gamma, beta = rng.standard_normal(ch).astype(dtype), rng.standard_normal(ch).astype(dtype)
+    g = rng.standard_normal((rows, ch, 1)).astype(dtype)
+    eps = 1e-5
+    x64, g64 = x[:, :, 0].astype(np.float64), g[:, :, 0].astype(np.float64)
+    m_ref, v_ref = x64.mean(axis=0), x64.var(axis=0)
+    xhat = (x64 - m_ref) / np.sqrt(v_ref + eps)
+    tol = 1e-10 if dtype == np.float64 else 1e-4
+    for relu, forward, backward in ((False, K.batch_norm_forward, K.batch_norm_backward),
+                                    (True, K.batch_norm_relu_forward, None)):
+        y, mean, var, invstd = forward(x, gamma, beta, eps)
+        np.testing.assert_allclose(mean, m_ref, rtol=1e-12 if dtype == np.float64 else 1e-6)
+        np.testing.assert_allclose(var, v_ref, rtol=tol, atol=1e-12)
+        y_ref = xhat * gamma + beta
+        mask = y_ref > 0 if relu else np.ones_like(y_ref, dtype=bool)
+        np.testing.assert_allclose(y[:, :, 0], np.where(mask, y_ref, 0), rtol=tol, atol=tol)
+        if relu:
+            dx, dgamma, dbeta = K.batch_norm_relu_backward(g, x, y, mean, invstd, gamma)
+        else:
+            dx, dgamma, dbeta = backward(g, x, mean, invstd, gamma)
+        gm = np.where(y[:, :, 0] > 0, g64, 0) if relu else g64
+        dbeta_ref, dgamma_ref = gm.sum(axis=0), (gm * xhat).sum(axis=0)
+        dx_ref = gamma / np.sqrt(v_ref + eps) * (gm - dbeta_ref / rows - xhat * dgamma_ref / rows)
+        np.testing.assert_allclose(dbeta, dbeta_ref, rtol=tol, atol=tol * 10, err_msg=f"relu={relu} dbeta")
+        np.testing.assert_allclose(dgamma, dgamma_ref, rtol=tol, atol=tol * 10, err_msg=f"relu={relu} dgamma")
+        np.testing.assert_allclose(dx[:, :, 0], dx_ref, rtol=tol * 10, atol=tol * 10, err_msg=f"relu={relu} dx")
+
+
 def naive_pool(x, kernel, stride, padding, mode):
     """Max / average pooling window by window on an explicitly padded copy."""
     n, c, h, w = x.shape
