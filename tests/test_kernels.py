@@ -118,14 +118,20 @@ def test_batch_norm_kernels(shape, dtype, device):
     np.testing.assert_allclose(dx, dx_ref, rtol=tol * 100, atol=tol * 100)
 
 
-@pytest.mark.parametrize("rows", [2, 37, 300])
-@pytest.mark.parametrize("ch", [3, 16, 40])               # the tail loop, 16 lanes, 2x16 lanes + a tail
+@pytest.mark.parametrize("rows", [2, 37, 301])
+@pytest.mark.parametrize("ch", [3, 16, 40])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_batch_norm_row_kernels(rows, ch, dtype):
-    """The channels-last (M, C, 1) path: one-pass shifted moments and the 16-lane sums,
-    plain and with ReLU, against float64 references; a mean far from 0 (x ~ 50 ± 3)
-    checks that the one-pass variance does not cancel."""
+@pytest.mark.parametrize("split", [False, True])
+def test_batch_norm_row_kernels(rows, ch, dtype, split, monkeypatch):
+    """The channels-last (M, C, 1) path: one-pass shifted moments and the four-row sums
+    (row counts with and without a remainder), plain and with ReLU, against float64
+    references, on one thread and with the rows split across threads (kernels/cpu/rows.py);
+    a mean far from 0 (x ~ 50 ± 3) checks that the one-pass variance does not cancel."""
     from minires.kernels import cpu as K
+    from minires.kernels.cpu import rows as row_split
+    if split:
+        monkeypatch.setattr(row_split, "SPLIT_BYTES", 0)
+        monkeypatch.setattr(backend, "num_threads", lambda: 3)
     rng = np.random.default_rng(rows * ch)
     x = (rng.standard_normal((rows, ch, 1)) * 3 + 50).astype(dtype)
     gamma, beta = rng.standard_normal(ch).astype(dtype), rng.standard_normal(ch).astype(dtype)
@@ -204,3 +210,18 @@ def test_cpu_kernels_hold_blas_to_one_thread():
             if lib["user_api"] == "blas" and "torch" not in lib["filepath"]]
     assert blas, "NumPy's BLAS not found by threadpoolctl"
     assert [lib["num_threads"] for lib in blas] == [1] * len(blas), blas
+
+
+@pytest.mark.parametrize("split", [False, True])
+def test_add_relu_and_relu_mask_kernels(split, monkeypatch):
+    """The residual add + ReLU and ReLU's backward mask, on one thread and split."""
+    from minires.kernels import cpu as K
+    from minires.kernels.cpu import rows as row_split
+    if split:
+        monkeypatch.setattr(row_split, "SPLIT_BYTES", 0)
+        monkeypatch.setattr(backend, "num_threads", lambda: 3)
+    rng = np.random.default_rng(5)
+    a, b, g = (rng.standard_normal((3, 5, 4, 7)).astype(np.float32) for _ in range(3))
+    y = K.add_relu_forward(a, b)
+    np.testing.assert_array_equal(y, np.maximum(a + b, 0))
+    np.testing.assert_array_equal(K.relu_backward(g, y), np.where(y > 0, g, 0))

@@ -1,13 +1,14 @@
 """Batch normalisation, training mode, as fused kernels over x viewed as (N, C, L).
 
-Forward: per channel, mean and (biased) variance in two passes with float64
-accumulators, then y = x*scale + shift in a third -- no NumPy temporaries.
+Forward: per channel, mean and (biased) variance with float64 accumulators (two
+passes over NCHW planes, one shifted pass over channels-last rows), then
+y = x*scale + shift in a last pass -- no NumPy temporaries.
 Backward (x̂ = (x - mean)·invstd, M = N·L):
     dbeta  = Σ g          dgamma = Σ g·x̂
     dx     = gamma·invstd · (g - dbeta/M - x̂·dgamma/M)
 
 The same kernels with ``relu`` set are batch norm + ReLU in one op
-(batch_norm_relu_forward/backward, minires/ops/fused.py): the third forward pass
+(batch_norm_relu_forward/backward, minires/ops/fused.py): the last forward pass
 writes y = max(x*scale + shift, 0), and backward reads g·[y > 0] -- ReLU's backward
 mask -- wherever it reads g, so neither the BN output before the ReLU nor the
 masked gradient is ever stored.
@@ -15,14 +16,16 @@ masked gradient is ever stored.
 Two memory layouts, two loop orders:
   * NCHW memory, (N, C, L) with L = H*W: channels are independent -- the
     parallel loop runs over channels, each summing its own planes;
-  * channels-last memory (what conv2d returns), viewed as (M, C, 1): the rows
-    are split into blocks across threads, each block summing all channels at
-    once (a vector over C), then the blocks' partial sums are added.
+  * channels-last memory (what conv2d returns), viewed as (M, C, 1): each pass
+    walks rows, all channels at once (a vector over C); big arrays have their
+    rows split across threads and the partial sums added (kernels/cpu/rows.py).
 """
 import math
 
 import numpy as np
 from numba import njit, prange, uint64
+
+from .rows import over_rows
 
 # ---------------------------------------------------------------- (N, C, L): channel-parallel
 
@@ -87,21 +90,24 @@ def _backward_planes(g, x, y, mean, invstd, gamma, dx, dgamma, dbeta, relu):
                 dx[n, c, k] = scale * (gv - a - (x[n, c, k] - m) * b)
 
 
-# ---------------------------------------------------------------- (M, C): row-block-parallel
-# Rows are split into _BLOCKS blocks (enough to balance the threads, few partial
-# sums to add); indices are unsigned so that LLVM vectorises over the channels
-# (signed ones make Numba check for wrap-around on every access).
-_BLOCKS = 64
-
-
+# ---------------------------------------------------------------- (M, C): row ranges
+# Each kernel is a serial, GIL-free function of a row range r0..r1-1 that works on
+# all channels at once (a vector over C); rows.over_rows runs it on this thread or
+# splits the rows across minires's threads (kernels/cpu/rows.py says when, and why
+# not Numba's prange).  Indices are unsigned so that LLVM vectorises over the
+# channels (signed ones make Numba check for wrap-around on every access).
+#
 # The per-channel sums take four rows per step of the channel loop: with one, each
 # row's acc[c] += waits for the previous row's store to acc (a store-to-load chain),
 # and the sums over 8 MiB ran 4.7x slower (measured: 1.21 against 0.25 ms, one core).
 # Four rows are added in the data's precision first, then into float64.
 @njit(nogil=True, cache=True, fastmath=True)
-def _shifted_sums(flat, ch, r0, r1, ref, acc, acc_sq):
-    """acc[c] += Σ (x - ref[c]), acc_sq[c] += Σ (x - ref[c])² over rows r0..r1-1 of flat (M*C)."""
-    c_ = uint64(ch)
+def _shifted_sums(x, r0, r1, ref):
+    """[Σ (x - ref), Σ (x - ref)²] per channel over rows r0..r1-1 of x (M, C): (2, C) float64."""
+    ch = x.shape[1]
+    flat, c_ = x.reshape(-1), uint64(ch)
+    out = np.zeros((2, ch), dtype=np.float64)
+    acc, acc_sq = out[0], out[1]
     r = r0
     while r + 4 <= r1:
         b = uint64(r) * c_
@@ -117,69 +123,52 @@ def _shifted_sums(flat, ch, r0, r1, ref, acc, acc_sq):
             d = flat[b + c] - ref[c]
             acc[c] += d
             acc_sq[c] += d * d
-
-
-@njit(parallel=True, cache=True, fastmath=True)
-def _moments_partials(x, ref, partial):
-    """partial[b] = the sums of _shifted_sums over row block b of x (M, C)."""
-    rows, ch = x.shape
-    flat = x.reshape(-1)
-    per = (rows + _BLOCKS - 1) // _BLOCKS
-    for b in prange(_BLOCKS):
-        _shifted_sums(flat, ch, b * per, min(rows, (b + 1) * per), ref, partial[b, 0], partial[b, 1])
+    return out
 
 
 def _moments_rows(x):
     """Per-channel mean and biased variance of x (M, C): float64 sums, one pass over x.
     The sums are of x - x[0] (the first row): a shift that keeps the one-pass variance,
     Σd²/M - (Σd/M)², free of the cancellation that Σx²/M - mean² suffers when the mean
-    is large against the spread.  (The reductions after the parallel loop are NumPy's:
-    inside a parallel=True function each array expression is a parallel region of its
-    own, ~0.1 ms of thread wake-ups apiece.)"""
+    is large against the spread."""
     ref = x[0].copy()
-    partial = np.zeros((_BLOCKS, 2, x.shape[1]), dtype=np.float64)
-    _moments_partials(x, ref, partial)
-    total = partial.sum(axis=0)
+    total = sum(over_rows(lambda r0, r1: _shifted_sums(x, r0, r1, ref), x.shape[0], x.nbytes))
     shift = total[0] / x.shape[0]
     return ref + shift, np.maximum(total[1] / x.shape[0] - shift * shift, 0.0)
 
 
-@njit(parallel=True, cache=True, fastmath=True)
-def _affine_rows(x, scale, shift, y, relu):
-    rows, ch = x.shape
-    src, dst = x.reshape(-1), y.reshape(-1)
-    per = (rows + _BLOCKS - 1) // _BLOCKS
-    for b in prange(_BLOCKS):
-        for r in range(b * per, min(rows, (b + 1) * per)):
-            base = uint64(r * ch)
-            for c in range(uint64(ch)):
-                v = src[base + c] * scale[c] + shift[c]
-                if relu and v < 0:
-                    v = 0.0
-                dst[base + c] = v
+@njit(nogil=True, cache=True, fastmath=True)
+def _affine(x, r0, r1, scale, shift, residual, y, add, relu):
+    """y = x·scale + shift (+ residual when add; then max(., 0) when relu), rows r0..r1-1:
+    batch norm's last forward pass, and with add a basic block's second BN, shortcut and ReLU."""
+    ch = x.shape[1]
+    src, res, dst, c_ = x.reshape(-1), residual.reshape(-1), y.reshape(-1), uint64(ch)
+    for r in range(r0, r1):
+        base = uint64(r) * c_
+        for c in range(c_):
+            v = src[base + c] * scale[c] + shift[c]
+            if add:
+                v += res[base + c]
+            if relu and v < 0:
+                v = 0.0
+            dst[base + c] = v
 
 
-@njit(parallel=True, cache=True, fastmath=True)
-def _affine_add_relu_rows(x, scale, shift, residual, y):
-    """y = max(x·scale + shift + residual, 0): a basic block's second BN, shortcut and ReLU."""
-    rows, ch = x.shape
-    src, res, dst = x.reshape(-1), residual.reshape(-1), y.reshape(-1)
-    per = (rows + _BLOCKS - 1) // _BLOCKS
-    for b in prange(_BLOCKS):
-        for r in range(b * per, min(rows, (b + 1) * per)):
-            base = uint64(r * ch)
-            for c in range(uint64(ch)):
-                v = src[base + c] * scale[c] + shift[c] + res[base + c]
-                if v < 0:
-                    v = 0.0
-                dst[base + c] = v
+def _affine_rows(x, scale, shift, y, relu, residual=None):
+    traffic = x.nbytes * (2 if residual is None else 3)
+    res = x if residual is None else residual
+    over_rows(lambda r0, r1: _affine(x, r0, r1, scale, shift, res, y, residual is not None, relu),
+              x.shape[0], traffic)
 
 
 @njit(nogil=True, cache=True, fastmath=True)
-def _grad_sums(gf, xf, yf, ch, r0, r1, mean, relu, acc_g, acc_gx):
-    """acc_g[c] += Σ g, acc_gx[c] += Σ g·(x - mean[c]) over rows r0..r1-1, four rows a step
-    (as _shifted_sums); g read as g·[y > 0] when relu."""
-    c_ = uint64(ch)
+def _grad_sums(g, x, y, r0, r1, mean, relu):
+    """[Σ g, Σ g·(x - mean)] per channel over rows r0..r1-1, four rows a step (as
+    _shifted_sums); g read as g·[y > 0] when relu: (2, C) float64."""
+    ch = x.shape[1]
+    gf, xf, yf, c_ = g.reshape(-1), x.reshape(-1), y.reshape(-1), uint64(ch)
+    out = np.zeros((2, ch), dtype=np.float64)
+    acc_g, acc_gx = out[0], out[1]
     r = r0
     while r + 4 <= r1:
         b = uint64(r) * c_
@@ -203,39 +192,34 @@ def _grad_sums(gf, xf, yf, ch, r0, r1, mean, relu, acc_g, acc_gx):
                 gv = 0.0
             acc_g[c] += gv
             acc_gx[c] += gv * (xf[b + c] - mean[c])
-
-
-@njit(parallel=True, cache=True, fastmath=True)
-def _grad_sums_partials(g, x, y, mean, relu, partial):
-    """partial[b] = the sums of _grad_sums over row block b."""
-    rows, ch = x.shape
-    gf, xf, yf = g.reshape(-1), x.reshape(-1), y.reshape(-1)
-    per = (rows + _BLOCKS - 1) // _BLOCKS
-    for b in prange(_BLOCKS):
-        _grad_sums(gf, xf, yf, ch, b * per, min(rows, (b + 1) * per), mean, relu, partial[b, 0], partial[b, 1])
+    return out
 
 
 def _grad_sums_rows(g, x, y, mean, relu):
     """Per channel: Σ g and Σ g·(x - mean), float64 (relu: g read as g·[y > 0])."""
-    partial = np.zeros((_BLOCKS, 2, x.shape[1]), dtype=np.float64)
-    _grad_sums_partials(g, x, y, mean.astype(x.dtype), relu, partial)
-    total = partial.sum(axis=0)
+    m = mean.astype(x.dtype)
+    total = sum(over_rows(lambda r0, r1: _grad_sums(g, x, y, r0, r1, m, relu), x.shape[0],
+                          x.nbytes * (3 if relu else 2)))
     return total[0], total[1]
 
 
-@njit(parallel=True, cache=True, fastmath=True)
+@njit(nogil=True, cache=True, fastmath=True)
+def _dx(g, x, y, r0, r1, mean, scale, a, b_coef, dx, relu):
+    """dx = scale·(g - a - (x - mean)·b) per channel, rows r0..r1-1 (g masked by y > 0 when relu)."""
+    ch = x.shape[1]
+    gf, xf, yf, out, c_ = g.reshape(-1), x.reshape(-1), y.reshape(-1), dx.reshape(-1), uint64(ch)
+    for r in range(r0, r1):
+        base = uint64(r) * c_
+        for c in range(c_):
+            gv = gf[base + c]
+            if relu and not yf[base + c] > 0:
+                gv = 0.0
+            out[base + c] = scale[c] * (gv - a[c] - (xf[base + c] - mean[c]) * b_coef[c])
+
+
 def _dx_rows(g, x, y, mean, scale, a, b_coef, dx, relu):
-    rows, ch = x.shape
-    gf, xf, yf, out = g.reshape(-1), x.reshape(-1), y.reshape(-1), dx.reshape(-1)
-    per = (rows + _BLOCKS - 1) // _BLOCKS
-    for blk in prange(_BLOCKS):
-        for r in range(blk * per, min(rows, (blk + 1) * per)):
-            base = uint64(r * ch)
-            for c in range(uint64(ch)):
-                gv = gf[base + c]
-                if relu and not yf[base + c] > 0:
-                    gv = 0.0
-                out[base + c] = scale[c] * (gv - a[c] - (xf[base + c] - mean[c]) * b_coef[c])
+    over_rows(lambda r0, r1: _dx(g, x, y, r0, r1, mean, scale, a, b_coef, dx, relu), x.shape[0],
+              x.nbytes * (4 if relu else 3))
 
 
 # ---------------------------------------------------------------- the interface
@@ -313,7 +297,7 @@ def batch_norm_add_relu_forward(x, residual, gamma, beta, eps):
     scale = (gamma * invstd).astype(x.dtype)
     shift = (beta - mean * gamma * invstd).astype(x.dtype)
     y = np.empty_like(x)
-    _affine_add_relu_rows(rows, scale, shift, res, y[:, :, 0])
+    _affine_rows(rows, scale, shift, y[:, :, 0], True, residual=res)
     return y, mean, var, invstd
 
 

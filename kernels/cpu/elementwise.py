@@ -1,4 +1,4 @@
-"""The residual addition + ReLU, forward and backward, each one parallel pass over memory.
+"""The residual addition + ReLU, forward and backward, each one pass over memory.
 
     add_relu_forward(a, b)     y = max(a + b, 0)        (NumPy: a + b, then a second pass)
     relu_backward(g, y)        g·[y > 0]                (NumPy: a bool temporary, then g * it)
@@ -9,30 +9,26 @@ result has the inputs' layout.  minires/ops/fused.py checks the layouts and fall
 array code when they differ.
 """
 import numpy as np
-from numba import njit, prange, uint64
+from numba import njit, uint64
 
-_BLOCKS = 64          # as kernels/cpu/batchnorm.py: enough to balance the threads
-
-
-@njit(parallel=True, cache=True, fastmath=True)
-def _add_relu(a, b, y):
-    size = a.size
-    per = (size + _BLOCKS - 1) // _BLOCKS
-    for blk in prange(_BLOCKS):
-        for i in range(uint64(blk * per), uint64(min(size, (blk + 1) * per))):
-            v = a[i] + b[i]
-            if v < 0:
-                v = 0.0
-            y[i] = v
+from .rows import over_rows
 
 
-@njit(parallel=True, cache=True, fastmath=True)
-def _relu_mask(g, y, out):
-    size = g.size
-    per = (size + _BLOCKS - 1) // _BLOCKS
-    for blk in prange(_BLOCKS):
-        for i in range(uint64(blk * per), uint64(min(size, (blk + 1) * per))):
-            out[i] = g[i] if y[i] > 0 else 0.0
+# Serial, GIL-free passes over elements i0..i1-1 of flat arrays; rows.over_rows runs
+# them on this thread or splits them across minires's threads.
+@njit(nogil=True, cache=True, fastmath=True)
+def _add_relu(a, b, y, i0, i1):
+    for i in range(uint64(i0), uint64(i1)):
+        v = a[i] + b[i]
+        if v < 0:
+            v = 0.0
+        y[i] = v
+
+
+@njit(nogil=True, cache=True, fastmath=True)
+def _relu_mask(g, y, out, i0, i1):
+    for i in range(uint64(i0), uint64(i1)):
+        out[i] = g[i] if y[i] > 0 else 0.0
 
 
 def dense_order(*arrays):
@@ -58,7 +54,8 @@ def add_relu_forward(a, b):
     if order is None or a.dtype != b.dtype:
         return None
     y = np.empty(a.transpose(order).shape, dtype=a.dtype).transpose(np.argsort(order))
-    _add_relu(_flat(a, order), _flat(b, order), _flat(y, order))
+    fa, fb, fy = _flat(a, order), _flat(b, order), _flat(y, order)
+    over_rows(lambda i0, i1: _add_relu(fa, fb, fy, i0, i1), fa.size, 3 * a.nbytes)
     return y
 
 
@@ -70,5 +67,6 @@ def relu_backward(g, y):
     if dense_order(g, y) is None:
         g = np.ascontiguousarray(g.transpose(order)).transpose(np.argsort(order))
     out = np.empty(y.transpose(order).shape, dtype=g.dtype).transpose(np.argsort(order))
-    _relu_mask(_flat(g, order), _flat(y, order), _flat(out, order))
+    fg, fy, fo = _flat(g, order), _flat(y, order), _flat(out, order)
+    over_rows(lambda i0, i1: _relu_mask(fg, fy, fo, i0, i1), fg.size, 3 * g.nbytes)
     return out
