@@ -2,7 +2,7 @@
 
     python benchmarks/cpu_sweep.py [--depths 20,56,110] [--batches 32,128,256]
                                    [--modes train,eval] [--repeats 5] [--warmup 2]
-                                   [--threads N] [--json results.json]
+                                   [--threads N] [--isa avx2] [--json results.json]
 
 What is timed, per configuration (framework, depth, batch, mode):
   train  one step: forward, cross-entropy, zero_grad, backward, SGD (momentum 0.9,
@@ -35,6 +35,15 @@ After the table: how the time grows with depth (ResNet-110 / ResNet-20 time agai
 multiply-add ratio, 6.2x; a ratio at or below it means no per-layer overhead grows
 faster than the work) and the per-image cost against the batch size.
 
+--isa avx2 runs both frameworks as if the CPU had no AVX-512 -- the issue's other kind of
+CPU, on an AVX-512 machine: every library that picks its code by the CPU's instruction set
+is held to AVX2 through its own switch (ISA_ENVIRONMENT below: Numba's code generation,
+NumPy's OpenBLAS kernels, PyTorch's ATen kernels and its oneDNN convolutions).  Each run
+reports what its libraries say they use (the "isa" lines after the table), so a switch that
+did not take shows (oneDNN reports nothing through PyTorch's API: ONEDNN_VERBOSE=1 prints
+"isa:Intel AVX2" under the switch, checked 2026-12-02).  It is the same chip's caches and memory, so it approximates an AVX2-only
+CPU; it is no substitute for running on one.
+
 MINIRES_CONV_ALGO and MINIRES_FUSION in the environment reach the minires runs (--no-fusion
 sets MINIRES_FUSION=0 for them).  Run on a quiet machine and record the figures with the
 header's machine line and the date; on a shared machine compare only figures from one run.
@@ -53,6 +62,20 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 FRAMEWORKS = ("minires", "torch")
 MODES = ("train", "eval")
+# --isa avx2: each library's own switch for the instruction set its code uses
+ISA_ENVIRONMENT = {"avx2": {"NUMBA_CPU_NAME": "haswell", "OPENBLAS_CORETYPE": "Haswell",
+                            "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2",
+                            "DNNL_MAX_CPU_ISA": "AVX2"}}
+
+
+def _blas_architecture():
+    """OpenBLAS's kernel set as threadpoolctl reports it (e.g. SkylakeX, Haswell)."""
+    try:
+        from threadpoolctl import threadpool_info
+        return ",".join(sorted({lib.get("architecture") or "?" for lib in threadpool_info()
+                                if lib["user_api"] == "blas" and "torch" not in lib["filepath"]}))
+    except ImportError:
+        return "?"
 
 
 def _rss_mib():
@@ -137,8 +160,10 @@ def run_minires(depth, batch, mode, threads, warmup, repeats):
                 model(x)
         return train if mode == "train" else evaluate
     ms, step_mib, peak_mib = _measure(make_step, batch, warmup, repeats)
+    import numba
+    isa = f"Numba cpu {numba.config.CPU_NAME or 'host'}, OpenBLAS {_blas_architecture()}"
     return {"ms": ms, "step_mib": step_mib, "peak_mib": peak_mib, "threads": mr.backend.num_threads(),
-            "fusion": mr.fusion_enabled(), "conv_algo": mr.ops.winograd.conv_algorithm()}
+            "fusion": mr.fusion_enabled(), "conv_algo": mr.ops.winograd.conv_algorithm(), "isa": isa}
 
 
 def run_torch(depth, batch, mode, threads, warmup, repeats):
@@ -167,8 +192,9 @@ def run_torch(depth, batch, mode, threads, warmup, repeats):
                 model(x)
         return train if mode == "train" else evaluate
     ms, step_mib, peak_mib = _measure(make_step, batch, warmup, repeats)
+    isa = f"ATen {torch.backends.cpu.get_cpu_capability()}, oneDNN max ISA {os.environ.get('ONEDNN_MAX_CPU_ISA', 'all')}"
     return {"ms": ms, "step_mib": step_mib, "peak_mib": peak_mib, "threads": torch.get_num_threads(),
-            "version": torch.__version__}
+            "version": torch.__version__, "isa": isa}
 
 
 def child(args):
@@ -182,7 +208,7 @@ def run_config(framework, depth, batch, mode, args):
     cmd = [sys.executable, os.path.abspath(__file__), "--child", framework, "--depths", str(depth),
            "--batches", str(batch), "--modes", mode, "--repeats", str(args.repeats),
            "--warmup", str(args.warmup), "--threads", str(args.threads)]
-    env = dict(os.environ)
+    env = dict(os.environ, **ISA_ENVIRONMENT.get(args.isa, {}))
     if args.no_fusion and framework == "minires":
         env["MINIRES_FUSION"] = "0"
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=HERE, env=env)
@@ -235,7 +261,9 @@ def header(args):
              f"# {machine()}; {versions}; {platform.platform()}",
              f"# threads {args.threads} for both; median of {args.repeats} after {args.warmup} warm-up; "
              f"load average {os.getloadavg()[0]:.1f} at the start"
-             + (f"; {env}" if env else "") + ("; minires without fusion" if args.no_fusion else "")]
+             + (f"; {env}" if env else "") + ("; minires without fusion" if args.no_fusion else "")
+             + (f"; --isa {args.isa}: " + " ".join(f"{k}={v}" for k, v in ISA_ENVIRONMENT[args.isa].items())
+                if args.isa else "")]
     return "\n".join(lines)
 
 
@@ -263,6 +291,11 @@ def report(results, args):
         for name, side in (("minires", m), ("torch", t)):
             if "error" in side:
                 print(f"      {name} not run: {side['error']}")
+    # what the libraries said they ran (one line per framework: the runs agree unless a switch failed)
+    for name in FRAMEWORKS:
+        seen = sorted({r[name]["isa"] for r in results.values() if "isa" in r.get(name, {})})
+        if seen:
+            print(f"# isa {name}: " + " | ".join(seen))
 
     depths, batches = sorted(set(args.depths)), sorted(set(args.batches))
     if len(depths) > 1:
@@ -304,6 +337,8 @@ def main():
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=None, help="default: the cores this process may use")
     ap.add_argument("--no-fusion", action="store_true", help="minires with MINIRES_FUSION=0")
+    ap.add_argument("--isa", choices=sorted(ISA_ENVIRONMENT), default=None,
+                    help="hold both frameworks to this instruction set (default: what the CPU has)")
     ap.add_argument("--json", help="also write the results to this file")
     ap.add_argument("--child", choices=FRAMEWORKS, help=argparse.SUPPRESS)
     args = ap.parse_args()
