@@ -2,7 +2,7 @@
 
     python benchmarks/cpu_sweep.py [--depths 20,56,110] [--batches 32,128,256]
                                    [--modes train,eval] [--repeats 5] [--warmup 2]
-                                   [--threads N] [--isa avx2] [--json results.json]
+                                   [--threads N] [--isa avx2] [--rounds 1] [--json results.json]
 
 What is timed, per configuration (framework, depth, batch, mode):
   train  one step: forward, cross-entropy, zero_grad, backward, SGD (momentum 0.9,
@@ -54,6 +54,7 @@ import json
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -259,7 +260,9 @@ def header(args):
              f"commit {commit}",
              f"# {cpu_description()}",
              f"# {machine()}; {versions}; {platform.platform()}",
-             f"# threads {args.threads} for both; median of {args.repeats} after {args.warmup} warm-up; "
+             f"# threads {args.threads} for both; median of {args.repeats} after {args.warmup} warm-up"
+             + (f", {args.rounds} rounds (ms: the median over rounds; ratio: the median of the rounds' "
+                f"paired ratios, then their range)" if args.rounds > 1 else "") + "; "
              f"load average {os.getloadavg()[0]:.1f} at the start"
              + (f"; {env}" if env else "") + ("; minires without fusion" if args.no_fusion else "")
              + (f"; --isa {args.isa}: " + " ".join(f"{k}={v}" for k, v in ISA_ENVIRONMENT[args.isa].items())
@@ -276,15 +279,44 @@ def fmt(value, spec, width):
     return f"{value:{width}{spec}}" if value is not None else f"{'-':>{width}}"
 
 
+def combine(rounds):
+    """One result per configuration and framework from several rounds: the median of the
+    rounds' milliseconds, the largest memory figures, and the per-round minires / PyTorch
+    ratios (each from two runs a few seconds apart, so a slow minute on a shared machine
+    moves both)."""
+    combined = {}
+    for key in rounds[0]:
+        combined[key] = {}
+        for name, first in rounds[0][key].items():
+            runs = [r[key][name] for r in rounds if "ms" in r[key].get(name, {})]
+            if not runs:
+                combined[key][name] = first
+                continue
+            out = dict(runs[0], ms=statistics.median(run["ms"] for run in runs), rounds_ms=[run["ms"] for run in runs])
+            for field in ("peak_mib", "step_mib"):
+                values = [run[field] for run in runs if run.get(field) is not None]
+                out[field] = max(values) if values else None
+            combined[key][name] = out
+        paired = [r[key]["minires"]["ms"] / r[key]["torch"]["ms"] for r in rounds
+                  if "ms" in r[key].get("minires", {}) and "ms" in r[key].get("torch", {})]
+        combined[key]["ratios"] = paired
+    return combined
+
+
 def report(results, args):
     """The table, then growth with depth and per-image cost against batch."""
+    several = args.rounds > 1
     print(f"{'depth':>5} {'batch':>5} {'mode':<5} {'minires ms':>11} {'torch ms':>9} {'ratio':>6} "
-          f"{'mr img/s':>9} {'mr peak':>8} {'mr step':>8} {'pt peak':>8} {'pt step':>8}   (MiB)")
+          + (f"{'(rounds)':>11} " if several else "")
+          + f"{'mr img/s':>9} {'mr peak':>8} {'mr step':>8} {'pt peak':>8} {'pt step':>8}   (MiB)")
     for (depth, batch, mode), r in results.items():
         m, t = r.get("minires", {}), r.get("torch", {})
-        ratio = m["ms"] / t["ms"] if "ms" in m and "ms" in t else None
-        cells = [fmt(m.get("ms"), ".1f", 11), fmt(t.get("ms"), ".1f", 9), fmt(ratio, ".2f", 6),
-                 fmt(batch / m["ms"] * 1000 if "ms" in m else None, ".0f", 9)]
+        paired = r.get("ratios", [])
+        ratio = statistics.median(paired) if paired else None
+        cells = [fmt(m.get("ms"), ".1f", 11), fmt(t.get("ms"), ".1f", 9), fmt(ratio, ".2f", 6)]
+        if several:
+            cells.append(f"{min(paired):.2f}-{max(paired):.2f}".rjust(11) if paired else "-".rjust(11))
+        cells.append(fmt(batch / m["ms"] * 1000 if "ms" in m else None, ".0f", 9))
         for side in (m, t):
             cells += [fmt(side.get("peak_mib"), ".0f", 8), fmt(side.get("step_mib"), ".0f", 8)]
         print(f"{depth:>5} {batch:>5} {mode:<5} " + " ".join(cells))
@@ -334,6 +366,8 @@ def main():
     ap.add_argument("--frameworks", type=choice_list(FRAMEWORKS), default=list(FRAMEWORKS),
                     help="minires,torch")
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="run every configuration this many times, interleaved; report the medians")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=None, help="default: the cores this process may use")
     ap.add_argument("--no-fusion", action="store_true", help="minires with MINIRES_FUSION=0")
@@ -342,8 +376,8 @@ def main():
     ap.add_argument("--json", help="also write the results to this file")
     ap.add_argument("--child", choices=FRAMEWORKS, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.repeats < 1 or args.warmup < 0 or (args.threads is not None and args.threads < 1):
-        ap.error("--repeats and --threads must be >= 1, --warmup >= 0")
+    if args.repeats < 1 or args.rounds < 1 or args.warmup < 0 or (args.threads is not None and args.threads < 1):
+        ap.error("--repeats, --rounds and --threads must be >= 1, --warmup >= 0")
     bad = [d for d in args.depths if d < 8 or (d - 2) % 6]
     if bad:
         ap.error(f"--depths: a CIFAR ResNet's depth is 6n+2 (20, 56, 110, ...), got {bad[0]}")
@@ -353,14 +387,18 @@ def main():
         child(args)
         return
     print(header(args), flush=True)
-    results, started = {}, time.perf_counter()
+    rounds, started = [], time.perf_counter()
     configs = [(d, b, m) for d in args.depths for b in args.batches for m in args.modes]
-    for k, (depth, batch, mode) in enumerate(configs, 1):
-        results[(depth, batch, mode)] = {}
-        for name in args.frameworks:
-            print(f"  [{k}/{len(configs)}] {name} ResNet-{depth} batch {batch} {mode} "
-                  f"({time.perf_counter() - started:.0f} s so far)", file=sys.stderr, flush=True)
-            results[(depth, batch, mode)][name] = run_config(name, depth, batch, mode, args)
+    for r in range(args.rounds):
+        results = {}
+        for k, (depth, batch, mode) in enumerate(configs, 1):
+            results[(depth, batch, mode)] = {}
+            for name in args.frameworks:
+                print(f"  [round {r + 1}/{args.rounds}, {k}/{len(configs)}] {name} ResNet-{depth} batch {batch} "
+                      f"{mode} ({time.perf_counter() - started:.0f} s so far)", file=sys.stderr, flush=True)
+                results[(depth, batch, mode)][name] = run_config(name, depth, batch, mode, args)
+        rounds.append(results)
+    results = combine(rounds)
     report(results, args)
     if args.json:
         with open(args.json, "w") as f:
