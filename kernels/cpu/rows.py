@@ -6,8 +6,9 @@ second thread pays only once the arrays outgrow the shared cache -- batch norm's
 moments, one thread against the rows split over two: 2 MiB 0.09 / 0.21 ms, 8 MiB
 0.49 / 0.54, 16 MiB 1.05 / 0.83, 32 MiB 1.43 / 0.85.  Numba's own prange (workqueue
 layer) was slower than one thread at every size up to 16 MiB (0.28 against 0.02 ms at
-0.5 MiB: each parallel region wakes its threads).  So each kernel here is a serial,
-GIL-free function of a row range, and ``over_rows`` decides how to run it.
+0.5 MiB: each parallel region wakes its threads).  So those kernels (batchnorm.py's
+channels-last passes, elementwise.py's) are serial, GIL-free functions of a range -- of
+rows, or of elements of a flat array -- and ``over_rows`` decides how to run them.
 """
 import numpy as np
 
