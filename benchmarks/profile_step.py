@@ -31,7 +31,7 @@ CATEGORIES = {
     "avg_pool2d_forward": "pooling", "avg_pool2d_backward": "pooling",
     "winograd_input": "Winograd transforms", "winograd_filter": "Winograd transforms",
     "winograd_output": "Winograd transforms", "winograd_output_grad": "Winograd transforms",
-    "winograd_filter_grad": "Winograd transforms",
+    "winograd_filter_grad": "Winograd transforms", "winograd_input_grad": "Winograd transforms",
     "add_relu_forward": "add + ReLU (fused)", "relu_backward": "add + ReLU (fused)",
 }
 

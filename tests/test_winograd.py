@@ -83,6 +83,28 @@ def test_output_grad_transform_is_the_output_transforms_adjoint(m, shape):
     assert abs(lhs - rhs) <= 1e-12 * abs(lhs)
 
 
+@pytest.mark.parametrize("shape", [(2, 6, 4, 3), (1, 2, 2, 1), (3, 4, 8, 16)])
+def test_input_grad_transform_is_the_input_transforms_adjoint(shape):
+    """<winograd_input(x), Z> == <x, winograd_input_grad(Z)> for all x, Z: the F(2x2) dx
+    kernel on even images (its overlapping tiles gather from both neighbours)."""
+    rng = np.random.default_rng(4)
+    n, h, w, c = shape
+    x = rng.standard_normal(shape)
+    z = rng.standard_normal((16, n * h * w // 4, c))
+    assert cpu.winograd_input_grad_applies(shape, 2)
+    lhs = (cpu.winograd_input(x, 2, np.empty_like(z)) * z).sum()
+    rhs = (x * cpu.winograd_input_grad(z, 2, np.empty(shape))).sum()
+    assert abs(lhs - rhs) <= 1e-12 * abs(lhs)
+
+
+@pytest.mark.parametrize("m, shape", [(4, (1, 4, 4, 2)), (2, (1, 5, 4, 2)), (2, (1, 4, 3, 2))])
+def test_input_grad_transform_elsewhere_is_a_clear_error(m, shape):
+    assert not cpu.winograd_input_grad_applies(shape, m)
+    th, tw = cpu.winograd_tile_grid(shape[1], shape[2], m)
+    with pytest.raises(ValueError, match=r"winograd_input_grad: F\(2x2\) on even images only"):
+        cpu.winograd_input_grad(np.zeros(((m + 2) ** 2, th * tw, 2)), m, np.empty(shape))
+
+
 @pytest.mark.parametrize("m", TILES)
 def test_filter_transform_and_its_adjoint(m):
     rng = np.random.default_rng(3)
@@ -131,29 +153,37 @@ def test_float32_error_bound(algorithm, shape):
         assert_close(got, ref, FLOAT32_BOUND[algorithm], f"{algorithm} float32 {shape} {what}")
 
 
+# (H, W): odd H runs dx as a forward pass with the flipped filter; even sizes, for F(2x2),
+# the input transform's adjoint (minires/ops/winograd.py)
+IMAGE_SIZES = [(5, 6), (4, 6)]
+
+
 @pytest.mark.parametrize("m", TILES)
 @pytest.mark.parametrize("bias", [False, True])
-def test_gradcheck(m, bias, rng):
+@pytest.mark.parametrize("hw", IMAGE_SIZES)
+def test_gradcheck(m, bias, hw, rng):
     winograd.set_conv_algorithm(ALGORITHM[m])
-    x, w = make(rng, 2, 3, 5, 6), make(rng, 4, 3, 3, 3)
+    x, w = make(rng, 2, 3, *hw), make(rng, 4, 3, 3, 3)
     inputs = (x, w, make(rng, 4)) if bias else (x, w)
     assert mr.gradcheck(lambda x, w, b=None: F.conv2d(x, w, b, padding=1), inputs)
 
 
 @pytest.mark.parametrize("m", TILES)
-def test_gradient_of_one_input_only(m, rng):
+@pytest.mark.parametrize("hw", IMAGE_SIZES)
+def test_gradient_of_one_input_only(m, hw, rng):
     """dx without dW (a frozen filter) and dW without dx (the stem's input)."""
     winograd.set_conv_algorithm(ALGORITHM[m])
-    x, w = make(rng, 2, 3, 5, 6), make(rng, 4, 3, 3, 3, requires_grad=False)
+    x, w = make(rng, 2, 3, *hw), make(rng, 4, 3, 3, 3, requires_grad=False)
     assert mr.gradcheck(lambda x: F.conv2d(x, w, padding=1), (x,))
-    x, w = make(rng, 2, 3, 5, 6, requires_grad=False), make(rng, 4, 3, 3, 3)
+    x, w = make(rng, 2, 3, *hw, requires_grad=False), make(rng, 4, 3, 3, 3)
     assert mr.gradcheck(lambda w: F.conv2d(x, w, padding=1), (w,))
 
 
 @pytest.mark.parametrize("m", TILES)
-def test_in_several_chunks_matches_one(m, rng, monkeypatch):
+@pytest.mark.parametrize("hw", [(6, 7), (6, 4)])
+def test_in_several_chunks_matches_one(m, hw, rng, monkeypatch):
     winograd.set_conv_algorithm(ALGORITHM[m])
-    layer = random_layer((5, 3, 4, 6, 7))
+    layer = random_layer((5, 3, 4, *hw))
     whole = forward_backward(ALGORITHM[m], *layer, np.float64)
     monkeypatch.setattr(cpu, "CONV_WORKSPACE_BYTES", 1)        # one image per chunk
     for got, ref in zip(forward_backward(ALGORITHM[m], *layer, np.float64), whole):

@@ -277,6 +277,51 @@ def _output_grad_f2(g, dm):
                         dst[o + uint64(3) * plane + k] = -e1
 
 
+
+@njit(nogil=True, cache=True, fastmath=True)
+def _input_grad_f2(z, dx):
+    """dx = the adjoint of _input_f2: B Z B^T for every tile, summed where tiles overlap;
+    z (16, P, C), dx (N, H, W, C) with H and W even.
+
+    B's rows are (1 0 0 0), (0 1 -1 1), (-1 1 1 0), (0 0 0 -1), and the tiles step by 2
+    over a window of 4, so every pixel gathers from two tiles per direction:
+        row 2ti    = (Z1 - Z2 + Z3)(ti) - Z3(ti-1)      (Zxi: the planes of tile row ti)
+        row 2ti+1  = (Z1 + Z2 - Z0)(ti) + Z0(ti+1)
+    and the same along the columns -- a gather, no scatter-add."""
+    n_img, h, w, ch = dx.shape
+    th, tw = h // 2, w // 2
+    src, dst = z.reshape(-1), dx.reshape(-1)
+    c_, run = uint64(ch), uint64(tw * ch)             # a tile row's tiles in one plane
+    plane = uint64(z.shape[1] * ch)
+    line = uint64((tw + 2) * ch)                      # a band row: a zero tile either side
+    band = np.zeros(8 * (tw + 2) * ch, dtype=dx.dtype)  # rows (parity r, nu): B along the rows
+    for n in range(n_img):
+        for ti in range(th):
+            p0 = uint64((n * th + ti) * tw) * c_
+            # the neighbouring tile rows; at the image's edge read this one times 0
+            f_prev = 1.0 if ti > 0 else 0.0
+            f_next = 1.0 if ti < th - 1 else 0.0
+            prev = p0 - run if ti > 0 else p0
+            nxt = p0 + run if ti < th - 1 else p0
+            for nu in range(4):
+                i0 = uint64(nu) * plane
+                i1, i2, i3 = i0 + uint64(4) * plane, i0 + uint64(8) * plane, i0 + uint64(12) * plane
+                e, o = uint64(nu) * line + c_, uint64(4 + nu) * line + c_
+                for q in range(run):
+                    z1, z2 = src[i1 + p0 + q], src[i2 + p0 + q]
+                    band[e + q] = z1 - z2 + src[i3 + p0 + q] - f_prev * src[i3 + prev + q]
+                    band[o + q] = z1 + z2 - src[i0 + p0 + q] + f_next * src[i0 + nxt + q]
+            for r in range(2):                        # B along the columns, into image row 2ti+r
+                out = uint64((n * h + 2 * ti + r) * w) * c_
+                b = uint64(4 * r) * line + c_
+                for tj in range(uint64(tw)):
+                    s, o = b + tj * c_, out + tj * uint64(2) * c_
+                    for k in range(c_):
+                        y1, y2 = band[s + line + k], band[s + uint64(2) * line + k]
+                        y3 = band[s + uint64(3) * line + k] - band[s + uint64(3) * line - c_ + k]
+                        dst[o + k] = y1 - y2 + y3
+                        dst[o + c_ + k] = y1 + y2 - band[s + k] + band[s + c_ + k]
+
 def _even(a, m):
     """Whether the F(2x2) kernels apply: m = 2 and an even image (no partial tiles)."""
     return m == 2 and a.shape[1] % 2 == 0 and a.shape[2] % 2 == 0
@@ -302,6 +347,22 @@ def winograd_output_grad(g, m, out):
     _tiles_in(np.ascontiguousarray(g), a_mat, m, 0, out)
     return out
 
+
+
+def winograd_input_grad_applies(shape, m):
+    """Whether winograd_input_grad runs for images of this (N, H, W, C) shape."""
+    return m == 2 and shape[1] % 2 == 0 and shape[2] % 2 == 0
+
+
+def winograd_input_grad(z, m, out):
+    """dx = the input transform's adjoint, B Z B^T summed over the overlapping tiles:
+    z (a*a, N*TH*TW, C) -> out (N, H, W, C).  F(2x2) on even images only
+    (winograd_input_grad_applies); elsewhere dx is a forward pass with the flipped filter."""
+    if not winograd_input_grad_applies(out.shape, m):
+        raise ValueError(f"winograd_input_grad: F(2x2) on even images only, got m={m} and "
+                         f"images {tuple(out.shape)} (N, H, W, C)")
+    _input_grad_f2(np.ascontiguousarray(z), out)
+    return out
 
 def winograd_output(mt, m, out):
     """Y = A^T M A for every tile, written into out (N, H, W, K) (the tiles' overhang dropped)."""

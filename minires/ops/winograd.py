@@ -8,11 +8,14 @@ P the chunk's tiles:
     forward   V  = B^T x B         (a*a, P, C)
               M  = V @ U           a*a GEMMs (P, C) @ (C, K)    U = G w G^T  (a*a, C, K)
               y  = A^T M A         (N, H, W, K), channels-last
-    dx        the same three steps on the upstream gradient g, with the flipped,
-              transposed filter w'[c, k] = w[k, c, ::-1, ::-1]
     dW        dM = A g A^T         (a*a, P, K)
               dU = V^T @ dM        a*a GEMMs (C, P) @ (P, K), summed over chunks
               dW = G^T dU G
+    dx        the forward's adjoint on the same dM:
+              dZ = dM @ U^T        a*a GEMMs (P, K) @ (K, C)
+              dx = B dZ B^T        summed where the tiles overlap (F(2x2), even sizes);
+              F(4x4) and odd sizes: the forward's three steps on g with the flipped,
+              transposed filter w'[c, k] = w[k, c, ::-1, ::-1]
 
 Which algorithm runs: ``set_conv_algorithm`` or the MINIRES_CONV_ALGO
 environment variable, one of
@@ -129,23 +132,31 @@ def conv2d(x, weight, bias, m):
     def backward(g):
         g_cl = _channels_last(g)
         gx_cl = np.empty((n, h, w, c), dtype=x.dtype) if x.requires_grad else None
+        # dx as the forward's adjoint, dx = B (dM @ U^T) B^T, shares dM with dW; where that
+        # kernel is missing (F(4x4), odd sizes) dx is a forward pass with the flipped filter
+        adjoint = gx_cl is not None and K.winograd_input_grad_applies(gx_cl.shape, m)
         u_flipped = (K.winograd_filter(weight.data[:, :, ::-1, ::-1].transpose(1, 0, 2, 3), m)
-                     if gx_cl is not None else None)            # (a*a, K, C)
+                     if gx_cl is not None and not adjoint else None)   # (a*a, K, C)
+        u_t = u.transpose(0, 2, 1)                                     # (a*a, K, C)
 
         def backward_share(share):
             """dx for the share's images; its partial dU (summed over shares below)."""
             du = None
             for n0, n1 in share:
-                if weight.requires_grad:
-                    v = transformed_input(x_cl, n0, n1)
-                    dm = K.workspace("winograd.grad", (a2, v.shape[1], c_out), x.dtype)
+                dm = None
+                if weight.requires_grad or adjoint:
+                    dm = K.workspace("winograd.grad", (a2, (n1 - n0) * tiles, c_out), x.dtype)
                     K.winograd_output_grad(g_cl[n0:n1], m, out=dm)
-                    vt = v.transpose(0, 2, 1)                   # (a*a, C, P)
+                if weight.requires_grad:
+                    vt = transformed_input(x_cl, n0, n1).transpose(0, 2, 1)   # (a*a, C, P)
                     if du is None:        # the first chunk writes dU, later ones add to it
                         du = K.matmul(vt, dm)
                     else:
                         du += K.matmul(vt, dm, out=K.workspace("winograd.dU", du.shape, x.dtype))
-                if gx_cl is not None:
+                if adjoint:
+                    dz = K.workspace("winograd.prod", (a2, dm.shape[1], c), x.dtype)
+                    K.winograd_input_grad(K.matmul(dm, u_t, out=dz), m, out=gx_cl[n0:n1])
+                elif gx_cl is not None:
                     convolve(g_cl, u_flipped, gx_cl, n0, n1)
             return du
         partial_du = backend.parallel_for(np, backward_share, chunks)
