@@ -37,13 +37,15 @@ each GEMM operand is a C-contiguous matrix with the channels contiguous, and the
 transforms below run along the channels (zero coefficients skipped, the padding
 read as zeros).
 
-Gradients (the same kernels):
-  * dx is the convolution of the upstream gradient with the flipped, transposed
-    filter w'[c, k, i, j] = w[k, c, 2-i, 2-j] -- a forward pass on g;
-  * dW: M's adjoint through the output transform is dM = A dY A^T (``winograd_output_grad``:
-    the input kernel with A for B^T, on the m x m tiles of dY), then
-    dU[xi,nu] = V[xi,nu]^T @ dM[xi,nu] and dW = the filter transform's adjoint,
-    dg = G^T dU G.
+Gradients:
+  * M's adjoint through the output transform is dM = A dY A^T (``winograd_output_grad``:
+    the input kernel with A for B^T, on the m x m tiles of dY);
+  * dW: dU[xi,nu] = V[xi,nu]^T @ dM[xi,nu], then the filter transform's adjoint,
+    dg = G^T dU G;
+  * dx: dZ[xi,nu] = dM[xi,nu] @ U[xi,nu]^T, then the input transform's adjoint,
+    B dZ B^T summed where the tiles overlap (``winograd_input_grad``, F(2x2) on even
+    sizes).  Elsewhere dx is the convolution of dY with the flipped, transposed filter
+    w'[c, k, i, j] = w[k, c, 2-i, 2-j] -- a forward pass on dY (two more transforms).
 
 The transform kernels are serial and release the GIL: conv2d runs them on chunks
 of images, one chunk per core at a time, like im2col (kernels/cpu/columns.py).
