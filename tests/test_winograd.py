@@ -91,7 +91,7 @@ def test_input_grad_transform_is_the_input_transforms_adjoint(shape):
     n, h, w, c = shape
     x = rng.standard_normal(shape)
     z = rng.standard_normal((16, n * h * w // 4, c))
-    assert cpu.winograd_input_grad_applies(shape, 2)
+    assert cpu.winograd_f2_applies(shape, 2)
     lhs = (cpu.winograd_input(x, 2, np.empty_like(z)) * z).sum()
     rhs = (x * cpu.winograd_input_grad(z, 2, np.empty(shape))).sum()
     assert abs(lhs - rhs) <= 1e-12 * abs(lhs)
@@ -99,7 +99,7 @@ def test_input_grad_transform_is_the_input_transforms_adjoint(shape):
 
 @pytest.mark.parametrize("m, shape", [(4, (1, 4, 4, 2)), (2, (1, 5, 4, 2)), (2, (1, 4, 3, 2))])
 def test_input_grad_transform_elsewhere_is_a_clear_error(m, shape):
-    assert not cpu.winograd_input_grad_applies(shape, m)
+    assert not cpu.winograd_f2_applies(shape, m)
     th, tw = cpu.winograd_tile_grid(shape[1], shape[2], m)
     with pytest.raises(ValueError, match=r"winograd_input_grad: F\(2x2\) on even images only"):
         cpu.winograd_input_grad(np.zeros(((m + 2) ** 2, th * tw, 2)), m, np.empty(shape))

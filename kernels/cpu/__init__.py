@@ -32,7 +32,7 @@ CPU only, not in __all__ (conv2d's Winograd path, minires/ops/winograd.py; m = 2
     winograd_input(x, m, out) -> V (a*a, N*TH*TW, C)       winograd_filter(weight, m) -> U (a*a, C, K)
     winograd_output(M, m, out) -> y (N, H, W, K)          winograd_filter_grad(dU, m) -> dW (K, C, 3, 3)
     winograd_output_grad(g, m, out) -> dM (a*a, N*TH*TW, K)
-    winograd_input_grad(Z, m, out) -> dx (N, H, W, C)     F(2x2), even H and W: winograd_input_grad_applies
+    winograd_input_grad(Z, m, out) -> dx (N, H, W, C)     F(2x2), even H and W: winograd_f2_applies
 
 kernel/stride/padding/dilation/out_hw are (h, w) pairs; x is channels-last (N, H, W, C), and a
 row of cols is one output pixel with its taps ordered (channel group, kernel row, kernel column,
@@ -86,7 +86,7 @@ from .pooling import avg_pool2d_backward, avg_pool2d_forward, max_pool2d_backwar
 # CPU only, outside __all__ (the interface kernels/cuda mirrors): add_relu, conv2d's Winograd path
 from .elementwise import add_relu_forward, relu_backward
 from .winograd import (winograd_filter, winograd_filter_grad, winograd_input, winograd_input_grad,
-                       winograd_input_grad_applies, winograd_output, winograd_output_grad,
+                       winograd_f2_applies, winograd_output, winograd_output_grad,
                        winograd_tile_grid)
 
 __all__ = ["workspace", "matmul", "cross_entropy_forward", "cross_entropy_backward", "sgd_step", "im2col", "col2im", "batch_norm_forward", "batch_norm_backward",

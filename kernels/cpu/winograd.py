@@ -279,7 +279,6 @@ def _output_grad_f2(g, dm):
                         dst[o + uint64(3) * plane + k] = -e1
 
 
-
 @njit(nogil=True, cache=True, fastmath=True)
 def _input_grad_f2(z, dx):
     """dx = the adjoint of _input_f2: B Z B^T for every tile, summed where tiles overlap;
@@ -324,14 +323,16 @@ def _input_grad_f2(z, dx):
                         dst[o + k] = y1 - y2 + y3
                         dst[o + c_ + k] = y1 + y2 - band[s + k] + band[s + c_ + k]
 
-def _even(a, m):
-    """Whether the F(2x2) kernels apply: m = 2 and an even image (no partial tiles)."""
-    return m == 2 and a.shape[1] % 2 == 0 and a.shape[2] % 2 == 0
+
+def winograd_f2_applies(shape, m):
+    """Whether the written-out F(2x2) kernels run for images of this (N, H, W, C) shape:
+    m = 2 and even H and W (no partial tiles).  winograd_input_grad exists only there."""
+    return m == 2 and shape[1] % 2 == 0 and shape[2] % 2 == 0
 
 
 def winograd_input(x, m, out):
     """V = B^T d B for every a x a input tile of x (N, H, W, C): out (a*a, N*TH*TW, C)."""
-    if _even(x, m):
+    if winograd_f2_applies(x.shape, m):
         _input_f2(np.ascontiguousarray(x), out)
         return out
     bt = TRANSFORMS[m][0].astype(x.dtype)
@@ -342,7 +343,7 @@ def winograd_input(x, m, out):
 def winograd_output_grad(g, m, out):
     """dM = A dY A^T for every m x m tile of the upstream gradient g (N, H, W, K):
     out (a*a, N*TH*TW, K) -- the adjoint of the output transform."""
-    if _even(g, m):
+    if winograd_f2_applies(g.shape, m):
         _output_grad_f2(np.ascontiguousarray(g), out)
         return out
     a_mat = np.ascontiguousarray(TRANSFORMS[m][2].T.astype(g.dtype))
@@ -350,25 +351,20 @@ def winograd_output_grad(g, m, out):
     return out
 
 
-
-def winograd_input_grad_applies(shape, m):
-    """Whether winograd_input_grad runs for images of this (N, H, W, C) shape."""
-    return m == 2 and shape[1] % 2 == 0 and shape[2] % 2 == 0
-
-
 def winograd_input_grad(z, m, out):
     """dx = the input transform's adjoint, B Z B^T summed over the overlapping tiles:
     z (a*a, N*TH*TW, C) -> out (N, H, W, C).  F(2x2) on even images only
-    (winograd_input_grad_applies); elsewhere dx is a forward pass with the flipped filter."""
-    if not winograd_input_grad_applies(out.shape, m):
+    (winograd_f2_applies); elsewhere dx is a forward pass with the flipped filter."""
+    if not winograd_f2_applies(out.shape, m):
         raise ValueError(f"winograd_input_grad: F(2x2) on even images only, got m={m} and "
                          f"images {tuple(out.shape)} (N, H, W, C)")
     _input_grad_f2(np.ascontiguousarray(z), out)
     return out
 
+
 def winograd_output(mt, m, out):
     """Y = A^T M A for every tile, written into out (N, H, W, K) (the tiles' overhang dropped)."""
-    if _even(out, m):
+    if winograd_f2_applies(out.shape, m):
         _output_f2(np.ascontiguousarray(mt), out)
         return out
     at = TRANSFORMS[m][2].astype(mt.dtype)

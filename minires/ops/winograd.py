@@ -134,7 +134,7 @@ def conv2d(x, weight, bias, m):
         gx_cl = np.empty((n, h, w, c), dtype=x.dtype) if x.requires_grad else None
         # dx as the forward's adjoint, dx = B (dM @ U^T) B^T, shares dM with dW; where that
         # kernel is missing (F(4x4), odd sizes) dx is a forward pass with the flipped filter
-        adjoint = gx_cl is not None and K.winograd_input_grad_applies(gx_cl.shape, m)
+        adjoint = gx_cl is not None and K.winograd_f2_applies(gx_cl.shape, m)
         u_flipped = (K.winograd_filter(weight.data[:, :, ::-1, ::-1].transpose(1, 0, 2, 3), m)
                      if gx_cl is not None and not adjoint else None)   # (a*a, K, C)
         u_t = u.transpose(0, 2, 1)                                     # (a*a, K, C)
