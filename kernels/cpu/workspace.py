@@ -5,6 +5,7 @@ call.  Allocating them fresh each time costs page faults, and two threads
 faulting at once contend on the kernel's memory-map lock (measured: 2 threads no
 faster than 1).  ``workspace`` hands out the same memory again.
 """
+import math
 import threading
 
 import numpy as np
@@ -18,7 +19,7 @@ def workspace(name, shape, dtype):
     buffers = getattr(_local, "buffers", None)
     if buffers is None:
         buffers = _local.buffers = {}
-    key, size = (name, np.dtype(dtype)), int(np.prod(shape))
+    key, size = (name, np.dtype(dtype)), math.prod(shape)   # not np.prod: 3 µs a call
     flat = buffers.get(key)
     if flat is None or flat.size < size:
         flat = buffers[key] = np.empty(size, dtype=key[1])

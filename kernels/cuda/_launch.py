@@ -11,6 +11,8 @@ tests/test_gpu.py caps them to exercise the kernels' grid-stride loops.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from . import _sources
@@ -137,7 +139,7 @@ def workspace(name, shape, dtype):
     call with the same ``name`` and dtype (the CPU module keeps one set per thread; the
     GPU has one host thread).  Once warm, a training step allocates nothing here --
     what CUDA-graph capture needs."""
-    key, size = (name, np.dtype(dtype)), int(np.prod(shape))
+    key, size = (name, np.dtype(dtype)), math.prod(shape)
     flat = _workspaces.get(key)
     if flat is None or flat.size < size:
         flat = _workspaces[key] = _cupy().empty(size, dtype=key[1])
