@@ -148,3 +148,18 @@ def test_parallel_for_uses_every_thread_and_keeps_the_results():
     finally:
         mr.backend.set_num_threads(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                                    else os.cpu_count())
+
+
+def test_spin_until_sees_a_flag_written_by_another_thread_while_it_spins():
+    """The load must be re-read on every pass (an ordinary load could be hoisted out of
+    the loop and spin forever); spin_until releases the GIL, so the writer can run."""
+    from minires.kernels.cpu.spin import spin_until
+    flags = np.zeros(16, np.int64)
+    assert spin_until(flags, 3, 0, 1) is True
+    assert spin_until(flags, 3, 1, 1000) is False
+    writer = threading.Timer(0.02, lambda: flags.__setitem__(3, 1))
+    writer.start()
+    start = time.perf_counter()
+    assert spin_until(flags, 3, 1, 10**12) is True          # would take hours if it missed it
+    assert time.perf_counter() - start < 5
+    writer.join()

@@ -1,0 +1,55 @@
+"""Waiting a few hundred microseconds for another thread without sleeping.
+
+minires.forkjoin hands a share of a kernel to a helper thread and later waits for it.
+Waking a thread that sleeps on a lock took ~80 µs on the 2-core Xeon VM (2026-12-02:
+the idle virtual CPU has to be woken by the hypervisor) -- as long as a batch-norm pass
+at batch 32.  So before sleeping, the waiting side watches a flag for a while:
+``spin_until`` reads it in a loop without the GIL (the other thread keeps running
+Python), with an acquire load that LLVM may not hoist out of the loop, and the x86
+``pause`` hint between reads.  The flag is only a hint: the lock that follows is what
+orders the two threads' memory.
+"""
+import platform
+
+from llvmlite import ir
+from numba import njit
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+_X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
+
+
+@intrinsic
+def _load_acquire(typingctx, flags, index):
+    """flags[index], read from memory on every call (an atomic load, acquire order)."""
+    def codegen(context, builder, signature, args):
+        array_type = signature.args[0]
+        array = context.make_array(array_type)(context, builder, args[0])
+        pointer = cgutils.get_item_pointer(context, builder, array_type, array, [args[1]],
+                                           wraparound=False)
+        return builder.load_atomic(pointer, "acquire", array_type.dtype.bitwidth // 8)
+    return flags.dtype(flags, index), codegen
+
+
+@intrinsic
+def _pause(typingctx):
+    """The x86 spin-wait hint (frees the core's pipeline for a sibling thread); a no-op elsewhere."""
+    from numba.core import types
+
+    def codegen(context, builder, signature, args):
+        if _X86:
+            fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), []),
+                                                "llvm.x86.sse2.pause")
+            builder.call(fn, [])
+        return context.get_dummy_value()
+    return types.none(), codegen
+
+
+@njit(nogil=True, cache=True)
+def spin_until(flags, index, value, spins):
+    """True as soon as flags[index] == value, False after ``spins`` reads that were not."""
+    for _ in range(spins):
+        if _load_acquire(flags, index) == value:
+            return True
+        _pause()
+    return False
