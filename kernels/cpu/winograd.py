@@ -179,21 +179,31 @@ def _tiles_out(mt, at, m, y):
 # and 32 (2-core Xeon, 2026-12-02) -- LLVM checks at run time that each store stream
 # misses each load stream before every vectorised run of C numbers, and with four of
 # each those checks outweighed a run of 16.
+ADD, SUB, COPY, NEG = 0, 1, 2, 3       # _pair_runs's op: a + b, a - b, a, -a
+
+
 @njit(nogil=True, cache=True, fastmath=True)
-def _add_runs(dst, d0, d_step, src, a0, b0, s_step, count, run, subtract):
-    """For q < count: dst[d0 + q*d_step :][:run] = src[a0 + q*s_step :][:run] ± src[b0 + q*s_step :][:run]."""
+def _pair_runs(dst, d0, d_step, src, a0, b0, s_step, count, run, op):
+    """For q < count, with A = src[a0 + q*s_step :][:run] and B = src[b0 + q*s_step :][:run]:
+    dst[d0 + q*d_step :][:run] = A + B, A - B, A or -A (op ADD, SUB, COPY, NEG)."""
     for q in range(count):
         d, a, b = d0 + q * d_step, a0 + q * s_step, b0 + q * s_step
-        if subtract:
-            for k in range(run):
-                dst[d + k] = src[a + k] - src[b + k]
-        else:
+        if op == ADD:
             for k in range(run):
                 dst[d + k] = src[a + k] + src[b + k]
+        elif op == SUB:
+            for k in range(run):
+                dst[d + k] = src[a + k] - src[b + k]
+        elif op == COPY:
+            for k in range(run):
+                dst[d + k] = src[a + k]
+        else:
+            for k in range(run):
+                dst[d + k] = -src[a + k]
 
 
-# B^T's rows as pairs of a tile's columns (ja, jb, ±1): row nu = d[ja] ± d[jb]
-_BT_PAIRS = np.array([[0, 2, -1], [1, 2, 1], [2, 1, -1], [1, 3, -1]])
+# B^T's rows as (ja, jb, op) on a tile's columns d[j]: row nu = d[ja] ± d[jb]
+_BT_PAIRS = np.array([[0, 2, SUB], [1, 2, ADD], [2, 1, SUB], [1, 3, SUB]])
 
 
 @njit(nogil=True, cache=True, fastmath=True)
@@ -227,9 +237,9 @@ def _input_f2(x, v):
             for xi in range(4):                       # B^T along the columns: d[ja] ± d[jb]
                 row = uint64(xi) * line
                 for nu in range(4):
-                    _add_runs(dst, uint64(4 * xi + nu) * plane + p0, c_,
-                              band, row + uint64(_BT_PAIRS[nu, 0]) * c_, row + uint64(_BT_PAIRS[nu, 1]) * c_,
-                              uint64(2) * c_, uint64(tw), c_, _BT_PAIRS[nu, 2] < 0)
+                    _pair_runs(dst, uint64(4 * xi + nu) * plane + p0, c_,
+                               band, row + uint64(_BT_PAIRS[nu, 0]) * c_, row + uint64(_BT_PAIRS[nu, 1]) * c_,
+                               uint64(2) * c_, uint64(tw), c_, _BT_PAIRS[nu, 2])
 
 
 @njit(nogil=True, cache=True, fastmath=True)
@@ -331,13 +341,16 @@ def _input_grad_f2(z, dx):
             for r in range(2):                        # B along the columns, into image row 2ti+r
                 out = uint64((n * h + 2 * ti + r) * w) * c_
                 b = uint64(4 * r) * line + c_
-                for tj in range(uint64(tw)):
+                for tj in range(uint64(tw)):          # even columns
                     s, o = b + tj * c_, out + tj * uint64(2) * c_
                     for k in range(c_):
-                        y1, y2 = band[s + line + k], band[s + uint64(2) * line + k]
-                        y3 = band[s + uint64(3) * line + k] - band[s + uint64(3) * line - c_ + k]
-                        dst[o + k] = y1 - y2 + y3
-                        dst[o + c_ + k] = y1 + y2 - band[s + k] + band[s + c_ + k]
+                        dst[o + k] = (band[s + line + k] - band[s + uint64(2) * line + k]
+                                      + band[s + uint64(3) * line + k] - band[s + uint64(3) * line - c_ + k])
+                for tj in range(uint64(tw)):          # odd columns
+                    s, o = b + tj * c_, out + tj * uint64(2) * c_ + c_
+                    for k in range(c_):
+                        dst[o + k] = (band[s + line + k] + band[s + uint64(2) * line + k]
+                                      - band[s + k] + band[s + c_ + k])
 
 
 def winograd_f2_applies(shape, m):
