@@ -1,20 +1,25 @@
 """Where a memory-bound kernel runs: on the calling thread, or split across minires's threads.
 
-The batch-norm and ReLU passes stream whole activations.  On 2 cores (Zen 4,
-2026-12-02) one core streams such a pass at ~16 GB/s, and handing half the rows to a
-second thread pays only once the arrays outgrow the shared cache -- batch norm's
-moments, one thread against the rows split over two: 2 MiB 0.09 / 0.21 ms, 8 MiB
-0.49 / 0.54, 16 MiB 1.05 / 0.83, 32 MiB 1.43 / 0.85.  Numba's own prange (workqueue
-layer) was slower than one thread at every size up to 16 MiB (0.28 against 0.02 ms at
-0.5 MiB: each parallel region wakes its threads).  So those kernels (batchnorm.py's
-channels-last passes, elementwise.py's) are serial, GIL-free functions of a range -- of
-rows, or of elements of a flat array -- and ``over_rows`` decides how to run them.
+The batch-norm and ReLU passes stream whole activations.  Handing half the rows to a
+second thread costs a fork-join (minires/forkjoin.py: tens of µs, the GIL's hand-over
+included), so small passes stay on the calling thread.  Alone, in cache, splitting
+paid from ~8 MiB (2-core Xeon, 2026-12-02, benchmarks/parallel_for.py's machine:
+BN's dx pass one thread / split: 2 MiB 325 / 287 µs, 8 MiB 1238 / 766); inside a
+training step, where the activation arrives from the other core's cache or from
+memory, it paid from far smaller passes: a ResNet-56 step at batch 32 took 248-254 ms
+with the split from 12 MiB of traffic, 233 ms from 1 MiB; ResNet-20 at batch 128
+267-282 against 252-260 ms; ResNet-20 at batch 32 within noise (82-85 against 84-88).
+Numba's own prange (workqueue layer) was slower than one thread at every size up to
+16 MiB (each parallel region wakes its threads: 0.28 against 0.02 ms at 0.5 MiB on
+Zen 4).  So those kernels (batchnorm.py's channels-last passes, elementwise.py's) are
+serial, GIL-free functions of a range -- of rows, or of elements of a flat array --
+and ``over_rows`` decides how to run them.
 """
 import numpy as np
 
 from ... import backend          # minires.backend: the thread pool conv2d uses too
 
-SPLIT_BYTES = 12 << 20           # a pass that reads and writes more than this is split
+SPLIT_BYTES = 1 << 20            # a pass that reads and writes more than this is split
 
 
 def row_ranges(rows, nbytes):
