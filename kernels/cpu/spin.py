@@ -32,6 +32,21 @@ def _load_acquire(typingctx, flags, index):
 
 
 @intrinsic
+def _store_release(typingctx, flags, index, value):
+    """flags[index] = value, written to memory at once (an atomic store, release order)."""
+    def codegen(context, builder, signature, args):
+        array_type = signature.args[0]
+        array = context.make_array(array_type)(context, builder, args[0])
+        pointer = cgutils.get_item_pointer(context, builder, array_type, array, [args[1]],
+                                           wraparound=False)
+        item = context.cast(builder, args[2], signature.args[2], array_type.dtype)
+        builder.store_atomic(item, pointer, "release", array_type.dtype.bitwidth // 8)
+        return context.get_dummy_value()
+    from numba.core import types
+    return types.none(flags, index, value), codegen
+
+
+@intrinsic
 def _pause(typingctx):
     """The x86 spin-wait hint (frees the core's pipeline for a sibling thread); a no-op elsewhere."""
     from numba.core import types
@@ -53,3 +68,13 @@ def spin_until(flags, index, value, spins):
             return True
         _pause()
     return False
+
+
+@njit(nogil=True, cache=True)
+def publish_then_spin(flags, done_index, done_value, index, value, spins):
+    """flags[done_index] = done_value, then spin_until(flags, index, value, spins).  The
+    store happens after this thread has let go of the GIL (a nogil function lets go on
+    entry), so a thread that wakes on it finds the GIL free instead of sleeping on it."""
+    _store_release(flags, done_index, done_value)
+    return spin_until(flags, index, value, spins)
+
