@@ -175,20 +175,21 @@ def batch_chunks(xp, n, most):
     return list(zip(bounds[:-1], bounds[1:]))
 
 
-def parallel_for(xp, worker, items):
+def parallel_for(xp, worker, items, together=False):
     """Run ``worker(share)`` over interleaved shares of ``items``; a list of the results.
 
     CPU: one share per thread, each running single-threaded BLAS (kernels/cpu holds
     BLAS to one thread).  GPU (or a single item): one call on all items -- the device
-    is parallel already.
+    is parallel already.  together=True: every share runs on a thread of its own at the
+    same time, or nothing runs and the result is None (minires.forkjoin.ForkJoinPool.run).
     """
     global _pool
     items = list(items)
     threads = min(num_threads(), len(items))
     if xp is not np or threads <= 1:
-        return [worker(items)]
+        return None if together else [worker(items)]
     if _pool is None or _pool.threads != num_threads():
         if _pool is not None:
             _pool.close()
         _pool = ForkJoinPool(num_threads())
-    return _pool.run(worker, [items[k::threads] for k in range(threads)])
+    return _pool.run(worker, [items[k::threads] for k in range(threads)], together)

@@ -27,7 +27,8 @@ The kernels release the GIL (Numba ``nogil=True``, BLAS), so the shares really r
 once; only the Python between kernels takes turns.
 
 A call made while the pool is busy -- from a share itself, or from a second thread --
-runs its shares one after the other on its own thread instead of waiting for the pool.
+runs its shares one after the other on its own thread instead of waiting for the pool
+(or, in together mode, not at all: see ``run``).
 A child process made by fork gets a pool of its own (a fork copies no threads).
 """
 from __future__ import annotations
@@ -51,11 +52,17 @@ class ForkJoinPool:
         spins = _spins_per_us(spin.spin_until)
         self._workers = [_Worker(k, spin, spins) for k in range(1, threads)]
 
-    def run(self, worker, shares):
-        """[worker(s) for s in shares], the shares run concurrently (at most ``threads``)."""
+    def run(self, worker, shares, together=False):
+        """[worker(s) for s in shares], the shares run concurrently (at most ``threads``).
+
+        together=True promises every share a thread of its own, all running at once, so
+        that shares may wait for each other (kernels/cpu/spin.py's meet); where the pool
+        cannot keep that promise (busy, or a forked child) it runs nothing and returns None."""
         if len(shares) > self.threads:
             raise ValueError(f"ForkJoinPool.run: {len(shares)} shares for {self.threads} threads")
         if self._pid != os.getpid() or not self._busy.acquire(blocking=False):
+            if together:
+                return None
             return [worker(s) for s in shares]          # forked child, or a nested/concurrent call
         try:
             helpers = self._workers[:len(shares) - 1]

@@ -161,6 +161,43 @@ def test_batch_norm_row_kernels(rows, ch, dtype, split, monkeypatch):
         np.testing.assert_allclose(dx[:, :, 0], dx_ref, rtol=tol * 10, atol=tol * 10, err_msg=f"relu={relu} dx")
 
 
+@pytest.mark.parametrize("threads", [2, 3])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_batch_norm_passes_together_equal_one_after_the_other(threads, dtype, monkeypatch):
+    """rows.rows_together runs both passes of a batch norm in one fork-join, the threads
+    meeting halfway; its results must be bit for bit those of the two separate split
+    passes (same ranges, partial sums added in the same order) -- forward, forward with
+    residual + ReLU, and backward with and without the ReLU mask -- also when the call
+    comes from inside a parallel share, where the threads are busy and it falls back."""
+    from minires.kernels import cpu as K
+    from minires.kernels.cpu import batchnorm as bn, rows as row_split
+    monkeypatch.setattr(row_split, "SPLIT_BYTES", 0)
+    monkeypatch.setattr(backend, "num_threads", lambda: threads)
+    rng = np.random.default_rng(threads)
+    x, r, g = (rng.standard_normal((203, 24, 1)).astype(dtype) for _ in range(3))
+    gamma, beta = rng.standard_normal(24).astype(dtype), rng.standard_normal(24).astype(dtype)
+
+    def everything():
+        y, mean, var, invstd = K.batch_norm_relu_forward(x, gamma, beta, 1e-5)
+        y2, *stats2 = K.batch_norm_add_relu_forward(x, r, gamma, beta, 1e-5)
+        return (y, mean, var, invstd, y2, *stats2, *K.batch_norm_backward(g, x, mean, invstd, gamma),
+                *K.batch_norm_relu_backward(g, x, y, mean, invstd, gamma))
+
+    calls = []
+    real_together = row_split.rows_together
+    monkeypatch.setattr(bn, "rows_together", lambda *a: calls.append(1) or real_together(*a))
+    together = everything()
+    assert len(calls) == 4
+    monkeypatch.setattr(bn, "rows_together", lambda *a: None)          # the two-pass path
+    apart = everything()
+    for a, b in zip(together, apart):
+        np.testing.assert_array_equal(a, b)
+    monkeypatch.setattr(bn, "rows_together", real_together)
+    nested = backend.parallel_for(np, lambda share: everything(), range(threads))[0]   # pool busy
+    for a, b in zip(nested, apart):
+        np.testing.assert_array_equal(a, b)
+
+
 def naive_pool(x, kernel, stride, padding, mode):
     """Max / average pooling window by window on an explicitly padded copy."""
     n, c, h, w = x.shape

@@ -25,7 +25,10 @@ import math
 import numpy as np
 from numba import njit, prange, uint64
 
-from .rows import over_rows
+from ... import backend          # minires.backend: how many threads may meet
+
+from .rows import over_rows, rows_together
+from .spin import meet
 
 # ---------------------------------------------------------------- (N, C, L): channel-parallel
 
@@ -221,6 +224,99 @@ def _dx_rows(g, x, y, mean, scale, a, b_coef, dx, relu):
               x.nbytes * (4 if relu else 3))
 
 
+# Both passes in one fork-join (rows.rows_together): each thread sums its rows, the
+# threads meet (spin.meet), each adds up all the partial sums in the same order -- so
+# every thread holds the same statistics, and they equal the one-thread path's -- and
+# then writes its own rows, which its first pass has just read into its cache.
+@njit(nogil=True, cache=True)
+def _forward_factors(total, ref, count, gamma, beta, eps, like):
+    """From Σ(x - ref) and Σ(x - ref)² (total, (2, C)): mean, var, invstd (float64) and the
+    affine's scale and shift (the data's dtype, like ``like``) -- _forward's formulas."""
+    shift_ = total[0] / count
+    mean = ref + shift_
+    var = np.maximum(total[1] / count - shift_ * shift_, 0.0)
+    invstd = 1.0 / np.sqrt(var + eps)
+    scale, shift = np.empty_like(like), np.empty_like(like)
+    for c in range(like.size):
+        scale[c] = gamma[c] * invstd[c]
+        shift[c] = beta[c] - mean[c] * gamma[c] * invstd[c]
+    return mean, var, invstd, scale, shift
+
+
+@njit(nogil=True, cache=True)
+def _forward_together(x, r0, r1, k, parts, ref, partials, flags, gamma, beta, eps, residual, y,
+                      add, relu, stats):
+    partials[k] = _shifted_sums(x, r0, r1, ref)
+    meet(flags, k, parts)
+    total = partials[0].copy()
+    for j in range(1, parts):
+        total += partials[j]
+    mean, var, invstd, scale, shift = _forward_factors(total, ref, x.shape[0], gamma, beta, eps, x[0])
+    if k == 0:
+        stats[0], stats[1], stats[2] = mean, var, invstd
+    _affine(x, r0, r1, scale, shift, residual, y, add, relu)
+
+
+def _forward_rows(x, gamma, beta, eps, y, relu, residual=None):
+    """BN (+ residual, + ReLU) of channels-last rows x (M, C) into y: mean, var, invstd."""
+    ch = x.shape[1]
+    ref = x[0].astype(np.float64)     # the shift of _moments_rows
+    traffic = x.nbytes * (3 if residual is None else 4)
+    threads = backend.num_threads()
+    partials, flags, stats = np.empty((threads, 2, ch)), np.zeros(8 * threads, np.int64), np.empty((3, ch))
+    res = x if residual is None else residual
+    if rows_together(
+            lambda r0, r1, k, parts: _forward_together(x, r0, r1, k, parts, ref, partials, flags, gamma,
+                                                       beta, eps, res, y, residual is not None, relu, stats),
+            x.shape[0], traffic) is not None:
+        return stats[0], stats[1], stats[2]
+    mean, var = _moments_rows(x)
+    invstd = 1.0 / np.sqrt(var + eps)
+    scale = (gamma * invstd).astype(x.dtype)
+    shift = (beta - mean * gamma * invstd).astype(x.dtype)
+    _affine_rows(x, scale, shift, y, relu, residual)
+    return mean, var, invstd
+
+
+@njit(nogil=True, cache=True)
+def _backward_together(g, x, y, r0, r1, k, parts, mean, mean_t, invstd, gamma, partials, flags, dx,
+                       relu, sums):
+    partials[k] = _grad_sums(g, x, y, r0, r1, mean, relu)
+    meet(flags, k, parts)
+    total = partials[0].copy()
+    for j in range(1, parts):
+        total += partials[j]
+    count = x.shape[0]
+    scale, a, b = np.empty_like(x[0]), np.empty_like(x[0]), np.empty_like(x[0])
+    for c in range(x.shape[1]):        # _backward's formulas, in the data's dtype
+        scale[c] = gamma[c] * invstd[c]
+        a[c] = total[0, c] / count
+        b[c] = total[1, c] * invstd[c] * invstd[c] / count
+    if k == 0:
+        sums[:] = total
+    _dx(g, x, y, r0, r1, mean_t, scale, a, b, dx, relu)
+
+
+def _backward_rows(g, x, y, mean, invstd, gamma, dx, relu):
+    """dx of channels-last rows (M, C) into dx: Σ g and Σ g·(x - mean), float64."""
+    ch = x.shape[1]
+    threads = backend.num_threads()
+    partials, flags, sums = np.empty((threads, 2, ch)), np.zeros(8 * threads, np.int64), np.empty((2, ch))
+    mean_t = mean.astype(x.dtype)
+    if rows_together(
+            lambda r0, r1, k, parts: _backward_together(g, x, y, r0, r1, k, parts, mean, mean_t, invstd, gamma,
+                                                        partials, flags, dx, relu, sums),
+            x.shape[0], x.nbytes * (5 if relu else 4)) is not None:
+        return sums[0], sums[1]
+    count = x.shape[0]
+    sum_g, sum_gx = _grad_sums_rows(g, x, y, mean, relu)
+    scale = (gamma * invstd).astype(x.dtype)
+    a = (sum_g / count).astype(x.dtype)
+    b = (sum_gx * invstd * invstd / count).astype(x.dtype)
+    _dx_rows(g, x, y, mean_t, scale, a, b, dx, relu)
+    return sum_g, sum_gx
+
+
 # ---------------------------------------------------------------- the interface
 def _rows(a):
     """a (M, C, 1) as its (M, C) rows when it is channels-last memory, else None."""
@@ -230,12 +326,8 @@ def _rows(a):
 def _forward(x, gamma, beta, eps, relu):
     rows = _rows(x)
     if rows is not None:                                            # channels-last rows
-        mean, var = _moments_rows(rows)
-        invstd = 1.0 / np.sqrt(var + eps)
-        scale = (gamma * invstd).astype(x.dtype)
-        shift = (beta - mean * gamma * invstd).astype(x.dtype)
         y = np.empty_like(x)
-        _affine_rows(rows, scale, shift, y[:, :, 0], relu)
+        mean, var, invstd = _forward_rows(rows, gamma, beta, eps, y[:, :, 0], relu)
         return y, mean, var, invstd
     x = np.ascontiguousarray(x)
     ch = x.shape[1]
@@ -247,17 +339,12 @@ def _forward(x, gamma, beta, eps, relu):
 
 def _backward(g, x, y, mean, invstd, gamma, relu):
     """y: the forward's output when relu (its y > 0 is ReLU's mask); unread otherwise."""
-    count = x.shape[0] * x.shape[2]
     rows = _rows(x)
     if rows is not None:
         g_rows = np.ascontiguousarray(g[:, :, 0])
         y_rows = np.ascontiguousarray(y[:, :, 0]) if relu else rows
-        sum_g, sum_gx = _grad_sums_rows(g_rows, rows, y_rows, mean, relu)
-        scale = (gamma * invstd).astype(x.dtype)
-        a = (sum_g / count).astype(x.dtype)
-        b = (sum_gx * invstd * invstd / count).astype(x.dtype)
         dx = np.empty_like(x)
-        _dx_rows(g_rows, rows, y_rows, mean.astype(x.dtype), scale, a, b, dx[:, :, 0], relu)
+        sum_g, sum_gx = _backward_rows(g_rows, rows, y_rows, mean, invstd, gamma, dx[:, :, 0], relu)
         return dx, (sum_gx * invstd).astype(x.dtype), sum_g.astype(x.dtype)
     g = np.ascontiguousarray(g)
     y = np.ascontiguousarray(y) if relu else x
@@ -291,12 +378,8 @@ def batch_norm_add_relu_forward(x, residual, gamma, beta, eps):
     rows, res = _rows(x), _rows(residual)
     if rows is None or res is None:
         return None
-    mean, var = _moments_rows(rows)
-    invstd = 1.0 / np.sqrt(var + eps)
-    scale = (gamma * invstd).astype(x.dtype)
-    shift = (beta - mean * gamma * invstd).astype(x.dtype)
     y = np.empty_like(x)
-    _affine_rows(rows, scale, shift, y[:, :, 0], True, residual=res)
+    mean, var, invstd = _forward_rows(rows, gamma, beta, eps, y[:, :, 0], True, residual=res)
     return y, mean, var, invstd
 
 

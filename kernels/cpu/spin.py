@@ -78,3 +78,15 @@ def publish_then_spin(flags, done_index, done_value, index, value, spins):
     _store_release(flags, done_index, done_value)
     return spin_until(flags, index, value, spins)
 
+
+
+@njit(nogil=True, cache=True)
+def meet(flags, k, parties):
+    """A barrier for ``parties`` threads that run at the same time (forkjoin's together
+    mode): thread k marks flags[8k] (a fresh zeroed array per meeting; 64 bytes a party),
+    then waits for every other mark.  What each thread wrote before it arrived is visible
+    to every thread after (release store, acquire loads)."""
+    _store_release(flags, 8 * k, 1)
+    for j in range(parties):
+        while _load_acquire(flags, 8 * j) != 1:
+            _pause()
