@@ -49,13 +49,17 @@ ALGORITHMS = ("auto", "im2col", *TILE_SIZES)
 
 # The layers "auto" runs as Winograd: (C_in, C_out, H, W) -> algorithm, from
 # benchmarks/conv_winograd.py (it prints the table to put here): the stage layers of
-# CIFAR ResNets; the stem (C_in = 3) was 1.4x slower as Winograd and stays on im2col.
+# CIFAR ResNets, and since the faster transforms of 2026-12-02 the stem (C_in = 3; it
+# had been 1.4x slower as Winograd): its forward + dW at batch 128 took 8.7 ms as F(2x2)
+# against 10.4 as im2col, and a ResNet-20 step 235-238 against 242-244 ms (batch 32:
+# within noise), 2-core Xeon.
 # A whole ResNet-20 training step at batch 128 on a quiet 2-core AVX2 EPYC (2026-12-02,
 # three interleaved rounds of 8 steps): im2col 1232-1364 ms, F(4x4) 1087-1228 ms,
 # F(2x2) 1071-1171 ms.  F(2x2) is as fast here and ~8x more accurate in float32 (F(4x4)'s
 # larger error moved a float32 ResNet-20's gradients 5 % from the GPU's after two steps),
 # so auto uses F(2x2).
 AUTO_WINOGRAD: dict[tuple[int, int, int, int], str] = {
+    (3, 16, 32, 32): "winograd2",
     (16, 16, 32, 32): "winograd2", (32, 32, 16, 16): "winograd2", (64, 64, 8, 8): "winograd2"}
 
 _chosen = None        # set_conv_algorithm's choice; None: the environment decides
