@@ -15,6 +15,8 @@ from __future__ import annotations
 import contextlib
 import threading
 
+from . import backend
+
 _state = threading.local()
 
 # The active minires.trace() recorder, else None.  Tensor.from_op and the walk below
@@ -138,7 +140,7 @@ def run_backward(root, grad, retain_graph=False):
             elif key in owned:
                 pending[key] += pg            # the "+=" of micrograd: fan-out sums
             else:
-                pending[key] = pending[key] + pg
+                pending[key] = backend.add(pending[key], pg)
                 owned.add(key)
         if not retain_graph:
             node._backward = _graph_freed

@@ -118,6 +118,18 @@ def kernels_for(xp):
     return cuda
 
 
+def add(a, b):
+    """a + b for two arrays of one shape: on the CPU one pass split across minires's
+    threads where they share a layout (autograd's fan-out sums -- a residual block's input
+    gets a gradient from each branch, an activation-sized add that NumPy runs on one core:
+    7.7 ms of a ResNet-20 step at batch 128); elsewhere the array module's +."""
+    if type(a) is np.ndarray and type(b) is np.ndarray:
+        out = kernels_for(np).add(a, b)
+        if out is not None:
+            return out
+    return a + b
+
+
 def scatter_add(xp, target, index, values):
     """target[index] += values, summing duplicates (np.add.at / cupyx.scatter_add)."""
     if xp is np:

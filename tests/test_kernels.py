@@ -262,3 +262,25 @@ def test_add_relu_and_relu_mask_kernels(split, monkeypatch):
     y = K.add_relu_forward(a, b)
     np.testing.assert_array_equal(y, np.maximum(a + b, 0))
     np.testing.assert_array_equal(K.relu_backward(g, y), np.where(y > 0, g, 0))
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels_last", "mixed"])
+@pytest.mark.parametrize("split", [False, True])
+def test_backend_add_equals_numpy_bit_for_bit(layout, split, monkeypatch):
+    """backend.add (autograd's fan-out sums): NumPy's a + b exactly, in the inputs' layout,
+    on one thread or split; mixed layouts fall back to NumPy."""
+    from minires.kernels.cpu import rows as row_split
+    if split:
+        monkeypatch.setattr(row_split, "SPLIT_BYTES", 0)
+        monkeypatch.setattr(backend, "num_threads", lambda: 3)
+    rng = np.random.default_rng(7)
+    a = rng.standard_normal((3, 5, 4, 6)).astype(np.float32)
+    b = rng.standard_normal((3, 5, 4, 6)).astype(np.float32)
+    if layout != "nchw":
+        a = np.ascontiguousarray(a.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    if layout == "channels_last":
+        b = np.ascontiguousarray(b.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    out = backend.add(a, b)
+    np.testing.assert_array_equal(out, a + b)
+    if layout != "mixed":
+        assert out.strides == a.strides

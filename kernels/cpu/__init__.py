@@ -21,6 +21,7 @@
 CPU only, not in __all__ (minires/ops/fused.py and norm.py; the GPU runs array code instead):
 
     add_relu_forward(a, b) -> max(a + b, 0), or None when a and b share no dense layout
+    add(a, b) -> a + b across the threads, or None when a and b share no dense layout
     relu_backward(g, y) -> g·[y > 0]
     batch_norm_affine(x3, scale, shift, relu) -> x3·scale + shift per channel [then max(·, 0)]
     batch_norm_add_relu_forward(x3, r3, gamma, beta, eps) -> relu(BN(x3) + r3), mean, var, invstd
@@ -84,7 +85,7 @@ from .optim import sgd_step
 from .workspace import workspace
 from .pooling import avg_pool2d_backward, avg_pool2d_forward, max_pool2d_backward, max_pool2d_forward
 # CPU only, outside __all__ (the interface kernels/cuda mirrors): add_relu, conv2d's Winograd path
-from .elementwise import add_relu_forward, relu_backward
+from .elementwise import add, add_relu_forward, relu_backward
 from .winograd import (winograd_filter, winograd_filter_grad, winograd_input, winograd_input_grad,
                        winograd_f2_applies, winograd_output, winograd_output_grad,
                        winograd_tile_grid)

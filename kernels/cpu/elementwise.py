@@ -1,7 +1,10 @@
-"""The residual addition + ReLU, forward and backward, each one pass over memory.
+"""The residual addition + ReLU, forward and backward, and the sum of two gradients,
+each one pass over memory split across minires's threads (NumPy runs them on one):
 
     add_relu_forward(a, b)     y = max(a + b, 0)        (NumPy: a + b, then a second pass)
     relu_backward(g, y)        g·[y > 0]                (NumPy: a bool temporary, then g * it)
+    add(a, b)                  a + b                    (autograd's fan-out sums: a residual
+                                                         block's input gets two gradients)
 
 Both take arrays of one shape whose memory has one layout (conv2d's outputs and everything
 computed from them are NCHW views of channels-last memory), and walk that memory flat: the
@@ -23,6 +26,12 @@ def _add_relu(a, b, y, i0, i1):
         if v < 0:
             v = 0.0
         y[i] = v
+
+
+@njit(nogil=True, cache=True)
+def _add(a, b, y, i0, i1):
+    for i in range(uint64(i0), uint64(i1)):
+        y[i] = a[i] + b[i]
 
 
 @njit(nogil=True, cache=True, fastmath=True)
@@ -70,3 +79,15 @@ def relu_backward(g, y):
     fg, fy, fo = _flat(g, order), _flat(y, order), _flat(out, order)
     over_rows(lambda i0, i1: _relu_mask(fg, fy, fo, i0, i1), fg.size, 3 * g.nbytes)
     return out
+
+
+def add(a, b):
+    """a + b (bit for bit NumPy's) in their shared layout; None when they share no dense
+    layout or dtype (the caller then adds with NumPy)."""
+    order = dense_order(a, b)
+    if order is None or a.dtype != b.dtype:
+        return None
+    y = np.empty(a.transpose(order).shape, dtype=a.dtype).transpose(np.argsort(order))
+    fa, fb, fy = _flat(a, order), _flat(b, order), _flat(y, order)
+    over_rows(lambda i0, i1: _add(fa, fb, fy, i0, i1), fa.size, 3 * a.nbytes)
+    return y
