@@ -109,11 +109,17 @@ def contiguous(xp, a):
     return a if a.flags.c_contiguous else xp.ascontiguousarray(a)
 
 
+_cpu_kernels = None     # minires.kernels.cpu once imported: every op asks for it
+
+
 def kernels_for(xp):
     """The kernel module for the array module: minires.kernels.cpu or .cuda."""
+    global _cpu_kernels
     if xp is np:
-        from .kernels import cpu
-        return cpu
+        if _cpu_kernels is None:
+            from .kernels import cpu
+            _cpu_kernels = cpu
+        return _cpu_kernels
     from .kernels import cuda
     return cuda
 
