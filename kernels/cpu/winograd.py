@@ -174,11 +174,15 @@ def _tiles_out(mt, at, m, y):
 # is two to four adds of whole runs, with no coefficient table, no multiplies and
 # no per-run call; measured 1.2-2.6x faster than the table-driven kernels above on
 # ResNet-20's layer shapes.  Odd sizes (partial tiles) and F(4x4) keep those.
-# A column pass writes each output plane in a loop of its own, over the band's tiles and
-# their channels: a loop that wrote all four planes at once ran 1.7-3x slower at C = 16
-# and 32 (2-core Xeon, 2026-12-02) -- LLVM checks at run time that each store stream
-# misses each load stream before every vectorised run of C numbers, and with four of
-# each those checks outweighed a run of 16.
+# The input transform's column pass writes each output plane in a loop of its own, over
+# the band's tiles and their channels: the loop that wrote all four planes at once (four
+# loads, four stores per channel) ran 1.7-3x slower at C = 16 and 32 (2-core Xeon,
+# 2026-12-02; 100 -> 58 µs for a 4-image chunk at 32x32x16).  Not confirmed in the
+# assembly, but consistent with it: every vectorised run of C numbers starts with LLVM's
+# run-time checks that the store streams miss the load streams, and with four of each
+# those checks and the wide vector body outweigh a run of 16.  The same split did not pay
+# in the other kernels' column passes (two loads and four stores, or four and two), so
+# they keep their single loops; dx's column pass writes even and odd columns apart.
 ADD, SUB, COPY, NEG = 0, 1, 2, 3       # _pair_runs's op: a + b, a - b, a, -a
 
 
