@@ -122,7 +122,6 @@ class _Worker:
     def __init__(self, index, spin, spins_per_us):
         self._spin_until = spin.spin_until
         self._publish_then_spin = spin.publish_then_spin
-
         self._helper_spins = HELPER_SPIN_US * spins_per_us
         self._caller_spins = CALLER_SPIN_US * spins_per_us
         self._flags = np.zeros(16, np.int64)

@@ -163,3 +163,13 @@ def test_spin_until_sees_a_flag_written_by_another_thread_while_it_spins():
     assert spin_until(flags, 3, 1, 10**12) is True          # would take hours if it missed it
     assert time.perf_counter() - start < 5
     writer.join()
+
+
+def test_meet_gives_up_when_a_party_never_arrives():
+    """A barrier whose partner never comes returns False after its spins (the batch-norm
+    kernels then raise) instead of hanging the step."""
+    from minires.kernels.cpu.spin import meet
+    flags = np.zeros(16, np.int64)
+    assert meet(flags, 0, 2, 1000) is False
+    flags[8] = 1                                   # now the other party has arrived
+    assert meet(flags, 0, 2, 1000) is True

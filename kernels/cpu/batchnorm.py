@@ -28,7 +28,7 @@ from numba import njit, prange, uint64
 from ... import backend          # minires.backend: how many threads may meet
 
 from .rows import over_rows, rows_together
-from .spin import meet
+from .spin import MEET_SPINS, meet
 
 # ---------------------------------------------------------------- (N, C, L): channel-parallel
 
@@ -247,7 +247,8 @@ def _forward_factors(total, ref, count, gamma, beta, eps, like):
 def _forward_together(x, r0, r1, k, parts, ref, partials, flags, gamma, beta, eps, residual, y,
                       add, relu, stats):
     partials[k] = _shifted_sums(x, r0, r1, ref)
-    meet(flags, k, parts)
+    if not meet(flags, k, parts, MEET_SPINS):
+        raise RuntimeError("batch_norm: a thread of the split forward never reached the meeting")
     total = partials[0].copy()
     for j in range(1, parts):
         total += partials[j]
@@ -282,7 +283,8 @@ def _forward_rows(x, gamma, beta, eps, y, relu, residual=None):
 def _backward_together(g, x, y, r0, r1, k, parts, mean, mean_t, invstd, gamma, partials, flags, dx,
                        relu, sums):
     partials[k] = _grad_sums(g, x, y, r0, r1, mean, relu)
-    meet(flags, k, parts)
+    if not meet(flags, k, parts, MEET_SPINS):
+        raise RuntimeError("batch_norm: a thread of the split backward never reached the meeting")
     total = partials[0].copy()
     for j in range(1, parts):
         total += partials[j]

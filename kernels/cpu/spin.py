@@ -80,13 +80,24 @@ def publish_then_spin(flags, done_index, done_value, index, value, spins):
 
 
 
+# How long meet waits before it gives up: ~30-90 s (a pause takes 10-40 ns).  A party
+# that never arrives is a bug (its share raised before the meeting); giving up turns the
+# hang into an error.
+MEET_SPINS = 1 << 31
+
+
 @njit(nogil=True, cache=True)
-def meet(flags, k, parties):
+def meet(flags, k, parties, spins):
     """A barrier for ``parties`` threads that run at the same time (forkjoin's together
     mode): thread k marks flags[8k] (a fresh zeroed array per meeting; 64 bytes a party),
-    then waits for every other mark.  What each thread wrote before it arrived is visible
-    to every thread after (release store, acquire loads)."""
+    then waits for every other mark -- True, or False after ``spins`` waits in all.  What
+    each thread wrote before it arrived is visible to every thread after (release store,
+    acquire loads)."""
     _store_release(flags, 8 * k, 1)
     for j in range(parties):
         while _load_acquire(flags, 8 * j) != 1:
+            if spins <= 0:
+                return False
+            spins -= 1
             _pause()
+    return True
