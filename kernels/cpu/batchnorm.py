@@ -226,12 +226,13 @@ def _dx_rows(g, x, y, mean, scale, a, b_coef, dx, relu):
 
 # Both passes in one fork-join (rows.rows_together): each thread sums its rows, the
 # threads meet (spin.meet), each adds up all the partial sums in the same order -- so
-# every thread holds the same statistics, and they equal the one-thread path's -- and
-# then writes its own rows, which its first pass has just read into its cache.
+# every thread holds the same statistics, bit for bit those of the two split passes one
+# after the other (the fallback below, tested) -- and then writes its own rows, which
+# its first pass has just read into its cache.
 @njit(nogil=True, cache=True)
 def _forward_factors(total, ref, count, gamma, beta, eps, like):
     """From Σ(x - ref) and Σ(x - ref)² (total, (2, C)): mean, var, invstd (float64) and the
-    affine's scale and shift (the data's dtype, like ``like``) -- _forward's formulas."""
+    affine's scale and shift (the data's dtype, like ``like``) -- _forward_rows's formulas."""
     shift_ = total[0] / count
     mean = ref + shift_
     var = np.maximum(total[1] / count - shift_ * shift_, 0.0)
@@ -290,7 +291,7 @@ def _backward_together(g, x, y, r0, r1, k, parts, mean, mean_t, invstd, gamma, p
         total += partials[j]
     count = x.shape[0]
     scale, a, b = np.empty_like(x[0]), np.empty_like(x[0]), np.empty_like(x[0])
-    for c in range(x.shape[1]):        # _backward's formulas, in the data's dtype
+    for c in range(x.shape[1]):        # _backward_rows's formulas, in the data's dtype
         scale[c] = gamma[c] * invstd[c]
         a[c] = total[0, c] / count
         b[c] = total[1, c] * invstd[c] * invstd[c] / count
