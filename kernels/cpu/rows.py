@@ -3,8 +3,8 @@
 The batch-norm and ReLU passes stream whole activations.  Handing half the rows to a
 second thread costs a fork-join (minires/forkjoin.py: tens of µs, the GIL's hand-over
 included), so small passes stay on the calling thread.  Alone, in cache, splitting
-paid from ~8 MiB (2-core Xeon, 2026-12-02, benchmarks/parallel_for.py's machine:
-BN's dx pass one thread / split: 2 MiB 325 / 287 µs, 8 MiB 1238 / 766); inside a
+paid from ~8 MiB (2-core Xeon, 2026-12-02: BN's dx pass one thread / split: 2 MiB
+325 / 287 µs, 8 MiB 1238 / 766); inside a
 training step, where the activation arrives from the other core's cache or from
 memory, it paid from far smaller passes: a ResNet-56 step at batch 32 took 248-254 ms
 with the split from 12 MiB of traffic, 233 ms from 1 MiB; ResNet-20 at batch 128
@@ -13,7 +13,9 @@ Numba's own prange (workqueue layer) was slower than one thread at every size up
 16 MiB (each parallel region wakes its threads: 0.28 against 0.02 ms at 0.5 MiB on
 Zen 4).  So those kernels (batchnorm.py's channels-last passes, elementwise.py's) are
 serial, GIL-free functions of a range -- of rows, or of elements of a flat array --
-and ``over_rows`` decides how to run them.
+and ``over_rows`` decides how to run them.  Rechecked after batch norm's two passes
+became one fork-join (``rows_together``): 256 KiB, 512 KiB and 1 MiB were within noise
+of each other, 2-4 MiB 3-6 % slower (ResNet-20/56 steps at batch 32).
 """
 import numpy as np
 
