@@ -57,15 +57,21 @@ def _flat(a, order):
     return a.transpose(order).reshape(-1)
 
 
-def add_relu_forward(a, b):
-    """max(a + b, 0) in a's (and b's) layout; None when they share no dense layout."""
+def _binary(kernel, a, b):
+    """kernel(a, b, y, i0, i1) over the flat memory of a, b and a new y of their layout,
+    split across the threads; None when they share no dense layout or dtype."""
     order = dense_order(a, b)
     if order is None or a.dtype != b.dtype:
         return None
     y = np.empty(a.transpose(order).shape, dtype=a.dtype).transpose(np.argsort(order))
     fa, fb, fy = _flat(a, order), _flat(b, order), _flat(y, order)
-    over_rows(lambda i0, i1: _add_relu(fa, fb, fy, i0, i1), fa.size, 3 * a.nbytes)
+    over_rows(lambda i0, i1: kernel(fa, fb, fy, i0, i1), fa.size, 3 * a.nbytes)
     return y
+
+
+def add_relu_forward(a, b):
+    """max(a + b, 0) in a's (and b's) layout; None when they share no dense layout."""
+    return _binary(_add_relu, a, b)
 
 
 def relu_backward(g, y):
@@ -84,10 +90,4 @@ def relu_backward(g, y):
 def add(a, b):
     """a + b (bit for bit NumPy's) in their shared layout; None when they share no dense
     layout or dtype (the caller then adds with NumPy)."""
-    order = dense_order(a, b)
-    if order is None or a.dtype != b.dtype:
-        return None
-    y = np.empty(a.transpose(order).shape, dtype=a.dtype).transpose(np.argsort(order))
-    fa, fb, fy = _flat(a, order), _flat(b, order), _flat(y, order)
-    over_rows(lambda i0, i1: _add(fa, fb, fy, i0, i1), fa.size, 3 * a.nbytes)
-    return y
+    return _binary(_add, a, b)
