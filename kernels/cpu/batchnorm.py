@@ -26,7 +26,6 @@ import numpy as np
 from numba import njit, prange, uint64
 
 from ... import backend          # minires.backend: how many threads may meet
-
 from .rows import over_rows, rows_together
 from .spin import MEET_SPINS, meet
 
@@ -270,7 +269,7 @@ def _forward_rows(x, gamma, beta, eps, y, relu, residual=None):
     if rows_together(
             lambda r0, r1, k, parts: _forward_together(x, r0, r1, k, parts, ref, partials, flags, gamma,
                                                        beta, eps, res, y, residual is not None, relu, stats),
-            x.shape[0], traffic) is not None:
+            x.shape[0], traffic):
         return stats[0], stats[1], stats[2]
     mean, var = _moments_rows(x)
     invstd = 1.0 / np.sqrt(var + eps)
@@ -309,7 +308,7 @@ def _backward_rows(g, x, y, mean, invstd, gamma, dx, relu):
     if rows_together(
             lambda r0, r1, k, parts: _backward_together(g, x, y, r0, r1, k, parts, mean, mean_t, invstd, gamma,
                                                         partials, flags, dx, relu, sums),
-            x.shape[0], x.nbytes * (5 if relu else 4)) is not None:
+            x.shape[0], x.nbytes * (5 if relu else 4)):
         return sums[0], sums[1]
     count = x.shape[0]
     sum_g, sum_gx = _grad_sums_rows(g, x, y, mean, relu)

@@ -49,19 +49,13 @@ def rows_together(kernel, rows, nbytes):
     """Run kernel(r0, r1, k, parts) for the k-th of ``row_ranges(rows, nbytes)``, every
     range on a thread of its own at the same time, so that the kernels can meet halfway
     (spin.meet) -- one fork-join for two passes, and each thread's second pass reads the
-    rows its first pass left in its cache.  Their results in order; None when the pass is
-    too small to split or the threads are not free (the caller then runs its passes one
-    after the other)."""
+    rows its first pass left in its cache.  True when it ran; False when the pass is too
+    small to split or the threads are not free (the caller then runs its passes one after
+    the other)."""
     ranges = row_ranges(rows, nbytes)
     if len(ranges) == 1:
-        return None
-    parts = len(ranges)
-    shares = backend.parallel_for(
-        np, lambda share: [kernel(r0, r1, k, parts) for k, (r0, r1) in share],
-        list(enumerate(ranges)), together=True)
-    if shares is None:
-        return None
-    results = [None] * parts
-    for k, share in enumerate(shares):
-        results[k::len(shares)] = share
-    return results
+        return False
+    parts = len(ranges)            # one range per thread: parallel_for gives each a share
+    done = backend.parallel_for(np, lambda share: [kernel(r0, r1, k, parts) for k, (r0, r1) in share],
+                                list(enumerate(ranges)), together=True)
+    return done is not None

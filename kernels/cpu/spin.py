@@ -6,14 +6,15 @@ the idle virtual CPU has to be woken by the hypervisor) -- as long as a batch-no
 at batch 32.  So before sleeping, the waiting side watches a flag for a while:
 ``spin_until`` reads it in a loop without the GIL (the other thread keeps running
 Python), with an acquire load that LLVM may not hoist out of the loop, and the x86
-``pause`` hint between reads.  The flag is only a hint: the lock that follows is what
-orders the two threads' memory.
+``pause`` hint between reads.  For forkjoin's hand-over the flag is only a hint (the lock
+that follows orders the two threads' memory); ``meet``, a barrier, orders it by itself
+with release stores and acquire loads.
 """
 import platform
 
 from llvmlite import ir
 from numba import njit
-from numba.core import cgutils
+from numba.core import cgutils, types
 from numba.extending import intrinsic
 
 _X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
@@ -42,15 +43,12 @@ def _store_release(typingctx, flags, index, value):
         item = context.cast(builder, args[2], signature.args[2], array_type.dtype)
         builder.store_atomic(item, pointer, "release", array_type.dtype.bitwidth // 8)
         return context.get_dummy_value()
-    from numba.core import types
     return types.none(flags, index, value), codegen
 
 
 @intrinsic
 def _pause(typingctx):
     """The x86 spin-wait hint (frees the core's pipeline for a sibling thread); a no-op elsewhere."""
-    from numba.core import types
-
     def codegen(context, builder, signature, args):
         if _X86:
             fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), []),
@@ -77,7 +75,6 @@ def publish_then_spin(flags, done_index, done_value, index, value, spins):
     entry), so a thread that wakes on it finds the GIL free instead of sleeping on it."""
     _store_release(flags, done_index, done_value)
     return spin_until(flags, index, value, spins)
-
 
 
 # How long meet waits before it gives up: ~30-90 s (a pause takes 10-40 ns).  A party

@@ -183,27 +183,21 @@ def _tiles_out(mt, at, m, y):
 # those checks and the wide vector body outweigh a run of 16.  The same split did not pay
 # in the other kernels' column passes (two loads and four stores, or four and two), so
 # they keep their single loops; dx's column pass writes even and odd columns apart.
-ADD, SUB, COPY, NEG = 0, 1, 2, 3       # _pair_runs's op: a + b, a - b, a, -a
+ADD, SUB = 0, 1                        # _pair_runs's op: a + b, a - b
 
 
 @njit(nogil=True, cache=True, fastmath=True)
 def _pair_runs(dst, d0, d_step, src, a0, b0, s_step, count, run, op):
     """For q < count, with A = src[a0 + q*s_step :][:run] and B = src[b0 + q*s_step :][:run]:
-    dst[d0 + q*d_step :][:run] = A + B, A - B, A or -A (op ADD, SUB, COPY, NEG)."""
+    dst[d0 + q*d_step :][:run] = A + B (op ADD) or A - B (op SUB)."""
     for q in range(count):
         d, a, b = d0 + q * d_step, a0 + q * s_step, b0 + q * s_step
         if op == ADD:
             for k in range(run):
                 dst[d + k] = src[a + k] + src[b + k]
-        elif op == SUB:
-            for k in range(run):
-                dst[d + k] = src[a + k] - src[b + k]
-        elif op == COPY:
-            for k in range(run):
-                dst[d + k] = src[a + k]
         else:
             for k in range(run):
-                dst[d + k] = -src[a + k]
+                dst[d + k] = src[a + k] - src[b + k]
 
 
 # B^T's rows as (ja, jb, op) on a tile's columns d[j]: row nu = d[ja] ± d[jb]
