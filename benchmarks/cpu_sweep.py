@@ -255,7 +255,10 @@ def header(args):
                                 cwd=ROOT).stdout.strip() or "unknown"
     except OSError:
         commit = "unknown"
-    env = " ".join(f"{k}={os.environ[k]}" for k in ("MINIRES_CONV_ALGO", "MINIRES_FUSION") if k in os.environ)
+    # OPENBLAS_*: some machines pin OpenBLAS's kernels in the environment (the "isa" lines
+    # after the table say which ones minires's GEMMs then ran)
+    env = " ".join(f"{k}={os.environ[k]}" for k in ("MINIRES_CONV_ALGO", "MINIRES_FUSION", "OPENBLAS_CORETYPE",
+                                                     "OPENBLAS_L2_SIZE") if k in os.environ)
     lines = [f"# CPU sweep, float32, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, "
              f"commit {commit}",
              f"# {cpu_description()}",
