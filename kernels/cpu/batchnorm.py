@@ -163,29 +163,49 @@ def _affine_rows(x, scale, shift, y, relu, residual=None):
               x.shape[0], traffic)
 
 
+@njit(nogil=True, cache=True, fastmath=True, inline="always")
+def _add_four_rows(src, o, xf, b, c_, mean, acc_g, acc_gx):
+    """acc_g += Σ g and acc_gx += Σ g·(x - mean) over four rows: g at src[o:], x at xf[b:]."""
+    for c in range(c_):
+        g0, g1, g2, g3 = src[o + c], src[o + c_ + c], src[o + uint64(2) * c_ + c], src[o + uint64(3) * c_ + c]
+        i0, i1, i2, i3 = b + c, b + c_ + c, b + uint64(2) * c_ + c, b + uint64(3) * c_ + c
+        m = mean[c]
+        acc_g[c] += (g0 + g1) + (g2 + g3)
+        acc_gx[c] += (g0 * (xf[i0] - m) + g1 * (xf[i1] - m)) + (g2 * (xf[i2] - m) + g3 * (xf[i3] - m))
+
+
+_MASKED_ROWS = 64      # relu: rows of g·[y > 0] that _grad_sums buffers at a time
+
+
 @njit(nogil=True, cache=True, fastmath=True)
 def _grad_sums(g, x, y, r0, r1, mean, relu):
     """[Σ g, Σ g·(x - mean)] per channel over rows r0..r1-1, four rows a step (as
-    _shifted_sums); g read as g·[y > 0] when relu: (2, C) float64."""
+    _shifted_sums); g read as g·[y > 0] when relu: (2, C) float64.
+    relu: up to 64 rows of g·[y > 0] go to a small buffer first, in a plain loop that LLVM
+    vectorises.  With the mask inside the sums' loop that loop stayed scalar: 8 MiB at
+    C = 16 took 2.5-4.7 ms against 0.5 without relu; buffered 4 rows at a time, 1.7-2.1;
+    64 rows, 1.1 (one core, Zen 5)."""
     ch = x.shape[1]
     gf, xf, yf, c_ = g.reshape(-1), x.reshape(-1), y.reshape(-1), uint64(ch)
     out = np.zeros((2, ch), dtype=np.float64)
     acc_g, acc_gx = out[0], out[1]
+    masked = np.empty(_MASKED_ROWS * ch if relu else 0, dtype=g.dtype)
     r = r0
     while r + 4 <= r1:
+        rows = uint64(min(_MASKED_ROWS, (r1 - r) // 4 * 4))
         b = uint64(r) * c_
-        for c in range(c_):
-            i0, i1, i2, i3 = b + c, b + c_ + c, b + uint64(2) * c_ + c, b + uint64(3) * c_ + c
-            g0, g1, g2, g3 = gf[i0], gf[i1], gf[i2], gf[i3]
-            if relu:
-                g0 = g0 if yf[i0] > 0 else 0.0
-                g1 = g1 if yf[i1] > 0 else 0.0
-                g2 = g2 if yf[i2] > 0 else 0.0
-                g3 = g3 if yf[i3] > 0 else 0.0
-            m = mean[c]
-            acc_g[c] += (g0 + g1) + (g2 + g3)
-            acc_gx[c] += (g0 * (xf[i0] - m) + g1 * (xf[i1] - m)) + (g2 * (xf[i2] - m) + g3 * (xf[i3] - m))
-        r += 4
+        if relu:
+            for k in range(rows * c_):
+                v = gf[b + k]
+                if not yf[b + k] > 0:
+                    v = 0.0
+                masked[k] = v
+            for q in range(uint64(0), rows, uint64(4)):
+                _add_four_rows(masked, q * c_, xf, b + q * c_, c_, mean, acc_g, acc_gx)
+        else:
+            for q in range(uint64(0), rows, uint64(4)):
+                _add_four_rows(gf, b + q * c_, xf, b + q * c_, c_, mean, acc_g, acc_gx)
+        r += rows
     for q in range(r, r1):
         b = uint64(q) * c_
         for c in range(c_):
