@@ -151,6 +151,10 @@ def test_batch_norm_row_kernels(rows, ch, dtype, split, monkeypatch):
         np.testing.assert_allclose(y[:, :, 0], np.where(mask, y_ref, 0), rtol=tol, atol=tol)
         if relu:
             dx, dgamma, dbeta = K.batch_norm_relu_backward(g, x, y, mean, invstd, gamma)
+            # the ReLU's mask is a select: bit for bit the plain backward on g·[y > 0]
+            plain = K.batch_norm_backward(np.where(y > 0, g, 0).astype(dtype), x, mean, invstd, gamma)
+            for name, a, b in zip(("dx", "dgamma", "dbeta"), (dx, dgamma, dbeta), plain):
+                np.testing.assert_array_equal(a, b, err_msg=f"relu backward vs plain on masked g: {name}")
         else:
             dx, dgamma, dbeta = backward(g, x, mean, invstd, gamma)
         gm = np.where(y[:, :, 0] > 0, g64, 0) if relu else g64
