@@ -184,7 +184,7 @@ def _grad_sums(g, x, y, r0, r1, mean, relu):
     relu: up to 64 rows of g·[y > 0] go to a small buffer first, in a plain loop that LLVM
     vectorises.  With the mask inside the sums' loop that loop stayed scalar: 8 MiB at
     C = 16 took 2.5-4.7 ms against 0.5 without relu; buffered 4 rows at a time, 1.7-2.1;
-    64 rows, 1.1 (one core, Zen 5)."""
+    64 rows, 1.0-1.1 (one core, Zen 5; docs/benchmarks.md)."""
     ch = x.shape[1]
     gf, xf, yf, c_ = g.reshape(-1), x.reshape(-1), y.reshape(-1), uint64(ch)
     out = np.zeros((2, ch), dtype=np.float64)
