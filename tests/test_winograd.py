@@ -270,3 +270,18 @@ def test_batch_chunks_cover_the_batch_in_even_shares(n, most, monkeypatch):
     sizes = [b - a for a, b in chunks]
     assert max(sizes) <= most and max(sizes) - min(sizes) <= 1
     assert len(chunks) % 2 == 0 or len(chunks) == n
+
+
+def test_transforms_benchmark_runs():
+    """benchmarks/winograd_transforms.py runs its twelve rows (one block of one call each:
+    a run, not a timing) and prints every kernel with a finite ratio to its bound."""
+    import os
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run([sys.executable, os.path.join(root, "benchmarks", "winograd_transforms.py"),
+                           "--blocks", "1", "--reps", "1"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    rows = [line.split() for line in done.stdout.splitlines() if not line.startswith("#")][1:]
+    assert [row[-5] for row in rows] == ["input", "output", "output_grad", "input_grad"] * 3, done.stdout
+    assert all(np.isfinite(float(row[-2])) and float(row[-2]) > 0 for row in rows), done.stdout
