@@ -11,13 +11,15 @@ about a core's L2), on one thread:
     output_grad   dM = A g A^T       g (n, H, W, C) -> dM (16, P, C)
     input_grad    dx = B dZ B^T      dZ (16, P, C) -> dx (n, H, W, C)
 
-and, as the floor a transform cannot beat, a Numba pass that reads the kernel's input once
-and writes its output once ("copy bound": V is 4x the image, so the image is copied
-four times into V, or V's four quarters summed into an image). Printed: the minimum microseconds over --blocks blocks of --reps calls, every
+(the kernels themselves, without the public wrappers' checks) and, as the floor a
+transform cannot beat, a Numba pass over the same bytes ("copy bound": V is 4x the
+image, so the image is copied four times into V, or V's four quarters summed into an
+image).  Printed: the minimum microseconds over --blocks blocks of --reps calls, every
 variant alternating block by block (the machine's speed drifts; the minimum of
 alternating blocks is the figure that compares), and each transform's ratio to its bound.
 """
 import argparse
+import time
 
 import numpy as np
 from numba import njit, uint64
@@ -31,7 +33,7 @@ STAGES = [(16, 32), (32, 16), (64, 8)]           # (channels, H = W)
 
 @njit(nogil=True, cache=True, fastmath=True)
 def _spread(dst, src):
-    """dst (r*n numbers) = r copies of src (n): every element of both touched once."""
+    """dst (r*n numbers) = r copies of src (n): dst written once, src read r times (from cache)."""
     d, s = dst.reshape(-1), src.reshape(-1)
     n = uint64(s.size)                   # unsigned offsets, as in the kernels: LLVM vectorises
     for j in range(uint64(d.size) // n):
@@ -41,7 +43,7 @@ def _spread(dst, src):
 
 @njit(nogil=True, cache=True, fastmath=True)
 def _gather(dst, src):
-    """dst (n numbers) = the sum of src's r blocks of n: every element of both touched once."""
+    """dst (n numbers) = the sum of src's r blocks of n: src read once, dst updated r times (in cache)."""
     d, s = dst.reshape(-1), src.reshape(-1)
     n = uint64(d.size)
     for k in range(n):
@@ -52,11 +54,12 @@ def _gather(dst, src):
 
 
 def copy_bound(dst, src):
+    """The copy bound's pass for a kernel that reads src and writes dst."""
     return _spread(dst, src) if dst.size >= src.size else _gather(dst, src)
 
 
 def best_us(fns, blocks, reps):
-    import time
+    """Per function: the minimum microseconds a call over `blocks` alternating blocks of `reps` calls."""
     for fn in fns:
         fn()
     best = [float("inf")] * len(fns)
