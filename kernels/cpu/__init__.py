@@ -23,7 +23,8 @@ CPU only, not in __all__ (minires/ops/fused.py and norm.py; the GPU runs array c
     add_relu_forward(a, b) -> max(a + b, 0), or None when a and b share no dense layout
     add(a, b) -> a + b across the threads, or None when a and b share no dense layout
     relu_backward(g, y) -> g·[y > 0]
-    batch_norm_affine(x3, scale, shift, relu) -> x3·scale + shift per channel [then max(·, 0)]
+    batch_norm_affine(x3, scale, shift, relu, residual=None) -> x3·scale + shift per channel
+        [+ residual] [then max(·, 0)]
     batch_norm_add_relu_forward(x3, r3, gamma, beta, eps) -> relu(BN(x3) + r3), mean, var, invstd
         (channels-last rows only, else None)
 

@@ -411,17 +411,21 @@ def batch_norm_relu_backward(g, x, y, mean, invstd, gamma):
     return _backward(g, x, y, mean, invstd, gamma, relu=True)
 
 
-def batch_norm_affine(x, scale, shift, relu):
-    """Evaluation mode: y = x·scale + shift per channel (then max(y, 0) when relu), x (N, C, L)
-    -> y in x's layout; one parallel pass on channels-last rows, NumPy array code otherwise."""
+def batch_norm_affine(x, scale, shift, relu, residual=None):
+    """Evaluation mode: y = x·scale + shift per channel (+ residual, then max(y, 0) when
+    relu), x and residual (N, C, L) -> y in x's layout; one parallel pass on channels-last
+    rows, NumPy array code otherwise (the residual read in x's layout)."""
     scale, shift = scale.astype(x.dtype, copy=False), shift.astype(x.dtype, copy=False)
     rows = _rows(x)
-    if rows is None:
+    res = None if residual is None else _rows(residual)
+    if rows is None or (residual is not None and res is None):
         y = x * scale[:, None]
         y += shift[:, None]
+        if residual is not None:
+            y += residual
         return np.maximum(y, 0, out=y) if relu else y
     y = np.empty_like(x)
-    _affine_rows(rows, scale, shift, y[:, :, 0], relu)
+    _affine_rows(rows, scale, shift, y[:, :, 0], relu, residual=res)
     return y
 
 

@@ -180,7 +180,8 @@ def batch_norm_add_relu(x, residual, running_mean, running_var, weight=None, bia
             K.batch_norm_update_running(running_mean.data, running_var.data, mean, var, count, momentum)
     else:
         mean, invstd = running_statistics(running_mean, running_var, x.dtype, eps)
-        y3 = finish(eval_affine(x3, gamma * invstd, beta - mean * gamma * invstd, relu=False))
+        scale = gamma * invstd                 # one pass: affine, the residual, the ReLU
+        y3 = eval_affine(x3, scale, beta - mean * scale, relu=True, residual=r3)
     y = from_channel_view(y3, x.shape, cl)
 
     def backward(g):

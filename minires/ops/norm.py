@@ -73,14 +73,17 @@ def batch_norm_eval_backward(g3, x3, mean, invstd, gamma):
     return g3 * (gamma * invstd)[:, None], (g3 * xhat).sum(axis=(0, 2)), g3.sum(axis=(0, 2))
 
 
-def eval_affine(x3, scale, shift, relu):
-    """x3·scale + shift per channel, then max(·, 0) if relu: evaluation mode's one pass.
-    A parallel kernel on the CPU; array code, in place after the first product, on the GPU."""
+def eval_affine(x3, scale, shift, relu, residual=None):
+    """x3·scale + shift per channel (+ residual3, then max(·, 0) if relu): evaluation mode's
+    one pass.  A parallel kernel on the CPU; array code, in place after the first product,
+    on the GPU."""
     xp = backend.get_array_module(x3)
     if xp is np:
-        return backend.kernels_for(np).batch_norm_affine(x3, scale, shift, relu)
+        return backend.kernels_for(np).batch_norm_affine(x3, scale, shift, relu, residual)
     y3 = x3 * scale[:, None]
     y3 += shift[:, None]
+    if residual is not None:
+        y3 += residual
     return xp.maximum(y3, 0, out=y3) if relu else y3
 
 
