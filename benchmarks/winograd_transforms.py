@@ -1,4 +1,4 @@
-"""The four F(2x2) Winograd transforms on one conv2d chunk, against a plain pass over the same bytes.
+"""The F(2x2) Winograd transforms on one conv2d chunk, against a plain pass over the same bytes.
 
     python benchmarks/winograd_transforms.py [--blocks 30] [--reps 50]
 
@@ -8,13 +8,16 @@ about a core's L2), on one thread:
 
     input         V  = B^T d B       x (n, H, W, C) -> V (16, P, C)    forward, and dW's recompute
     output        y  = A^T M A       M (16, P, C) -> y (n, H, W, C)
+    output_bn     relu(y·scale + shift + r)   the same, with evaluation's batch norm, a
+                                     residual r (n, H, W, C) read, and the ReLU
+                                     (ops/fused.py's conv2d_batch_norm_relu_eval)
     output_grad   dM = A g A^T       g (n, H, W, C) -> dM (16, P, C)
     input_grad    dx = B dZ B^T      dZ (16, P, C) -> dx (n, H, W, C)
 
 (the kernels themselves, without the public wrappers' checks) and, as the floor a
 transform cannot beat, a Numba pass over the same bytes ("copy bound": V is 4x the
 image, so the image is copied four times into V, or V's four quarters summed into an
-image).  Printed: the minimum microseconds over --blocks blocks of --reps calls, every
+image; output_bn's bound is output's, so its ratio also counts reading r).  Printed: the minimum microseconds over --blocks blocks of --reps calls, every
 variant alternating block by block (the machine's speed drifts; the minimum of
 alternating blocks is the figure that compares), and each transform's ratio to its bound.
 """
@@ -88,8 +91,12 @@ def main():
         img = rng.standard_normal((n, hw, hw, c)).astype(np.float32)
         tiles_arr = rng.standard_normal((16, n * tiles, c)).astype(np.float32)
         out_tiles, out_img = np.empty_like(tiles_arr), np.empty_like(img)
+        scale, shift = rng.uniform(0.5, 1.5, c).astype(np.float32), rng.standard_normal(c).astype(np.float32)
+        residual = rng.standard_normal(img.shape).astype(np.float32)
         kernels = [("input", lambda: W._input_f2(img, out_tiles), img, out_tiles),
-                   ("output", lambda: W._output_f2(tiles_arr, out_img), tiles_arr, out_img),
+                   ("output", lambda: W._output_f2(tiles_arr, out_img, None, None, None, False), tiles_arr, out_img),
+                   ("output_bn", lambda: W._output_f2(tiles_arr, out_img, scale, shift, residual, True),
+                    tiles_arr, out_img),
                    ("output_grad", lambda: W._output_grad_f2(img, out_tiles), img, out_tiles),
                    ("input_grad", lambda: W._input_grad_f2(tiles_arr, out_img), tiles_arr, out_img)]
         fns = []

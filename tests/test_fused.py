@@ -265,3 +265,130 @@ def test_fused_graph_holds_less_memory(rng):
     # fused, a graph holds per basic block 3 activations instead of 5 (no BN outputs before
     # a ReLU, no sum before one): asked here, 2 fewer in stage 1 alone
     assert peaks[True] <= peaks[False] - 2 * activation, (peaks, activation)
+
+
+# ------------------------------------------------------------------ conv2d + batch norm, no graph
+def eval_bn_args(rng, c, dtype):
+    """Running statistics and an affine map of c channels, as a trained network has them."""
+    return (mr.tensor(rng.normal(0, 0.5, c).astype(dtype)), mr.tensor(rng.uniform(0.5, 2.0, c).astype(dtype)),
+            mr.tensor(rng.uniform(0.2, 1.5, c).astype(dtype)), mr.tensor(rng.normal(0, 0.5, c).astype(dtype)))
+
+
+def eager_conv_bn(x, w, bn, residual, **conv):
+    y = F.batch_norm(F.conv2d(x, w, **conv), *bn, training=False)
+    return F.relu(y if residual is None else y + residual)
+
+
+# (x shape, conv weight shape, conv arguments): the first two run the Winograd epilogue
+# (3x3, stride 1, padding 1, even sizes), the others conv2d and then batch_norm(_add)_relu
+CONV_BN_CASES = [((3, 8, 6, 8), (5, 8, 3, 3), {"padding": 1}),
+                 ((2, 3, 4, 4), (16, 3, 3, 3), {"padding": 1}),
+                 ((2, 4, 7, 7), (6, 4, 3, 3), {"padding": 1}),               # odd: F(2x2) kernel off
+                 ((2, 4, 8, 8), (6, 4, 3, 3), {"padding": 1, "stride": 2}),  # im2col
+                 ((2, 4, 5, 5), (6, 4, 1, 1), {})]
+
+
+@pytest.mark.parametrize("case", CONV_BN_CASES, ids=["winograd", "stem", "odd", "stride2", "1x1"])
+@pytest.mark.parametrize("with_residual", [False, True], ids=["relu", "add_relu"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_conv2d_batch_norm_relu_eval_equals_the_eager_ops(case, with_residual, dtype, rng, device):
+    from minires.ops import winograd
+    xs, ws, conv = case
+    x = make(rng, *xs, device=device, dtype=dtype, requires_grad=False)
+    w = make(rng, *ws, device=device, dtype=dtype, requires_grad=False)
+    bn = [t.to(device) for t in eval_bn_args(rng, ws[0], dtype)]
+    out_shape = F.conv2d(x, w, **conv).shape
+    residual = make(rng, *out_shape, device=device, dtype=dtype, requires_grad=False) if with_residual else None
+    winograd.set_conv_algorithm("winograd2")       # every 3x3 stride-1 layer, whatever its shape
+    try:
+        expected = eager_conv_bn(x, w, bn, residual, **conv)
+        got = F.conv2d_batch_norm_relu_eval(x, w, *bn, residual=residual, **conv)
+    finally:
+        winograd.set_conv_algorithm(None)
+    assert got.shape == expected.shape and not got.requires_grad
+    assert (got.numpy() >= 0).all() and (got.numpy() == 0).any()     # the ReLU acted
+    # float32: the affine map may be one fused multiply-add, the residual one more rounding
+    assert_close(got, expected, 1e-13 if dtype == np.float64 else 2 * FLOAT32_RTOL, "output")
+
+
+def test_winograd_output_epilogue_is_the_affine_map_of_the_tiles(rng):
+    """The kernel itself: y·scale + shift (+ residual) (ReLU), float64, with and without each part."""
+    from minires.kernels.cpu import winograd as W
+    mt = rng.standard_normal((16, 2 * 3 * 4, 5))
+    plain = W.winograd_output(mt, 2, np.empty((2, 6, 8, 5)))
+    scale, shift, r = rng.standard_normal(5), rng.standard_normal(5), rng.standard_normal((2, 6, 8, 5))
+    for residual in (None, r):
+        for relu in (False, True):
+            got = W.winograd_output(mt, 2, np.empty((2, 6, 8, 5)), scale, shift, residual, relu)
+            want = plain * scale + shift + (0 if residual is None else residual)
+            np.testing.assert_allclose(got, np.maximum(want, 0) if relu else want, rtol=0, atol=1e-13)
+    with pytest.raises(ValueError, match=r"^winograd_output: residual .* C-contiguous"):
+        W.winograd_output(mt, 2, np.empty((2, 6, 8, 5)), scale, shift, r[:, :, ::-1], True)
+    with pytest.raises(ValueError, match=r"^winograd_output: the batch-norm epilogue runs with F\(2x2\)"):
+        W.winograd_output(rng.standard_normal((36, 2 * 2 * 2, 5)), 4, np.empty((2, 8, 8, 5)), scale, shift)
+
+
+def test_conv2d_batch_norm_relu_eval_builds_no_graph_and_says_so(rng):
+    x = make(rng, 2, 4, 6, 6, dtype=np.float32)                     # requires a gradient
+    w = make(rng, 6, 4, 3, 3, dtype=np.float32, requires_grad=False)
+    bn = eval_bn_args(rng, 6, np.float32)
+    with pytest.raises(RuntimeError, match=r"^conv2d_batch_norm_relu_eval: builds no graph.*"
+                                           r"minires.no_grad\(\).*conv2d, then batch_norm_relu"):
+        F.conv2d_batch_norm_relu_eval(x, w, *bn, padding=1)
+    with mr.no_grad():
+        out = F.conv2d_batch_norm_relu_eval(x, w, *bn, padding=1)
+    assert not out.requires_grad and out._parents == ()
+    assert_close(out, eager_conv_bn(x.detach(), w, bn, None, padding=1), FLOAT32_RTOL)
+
+
+def test_conv2d_batch_norm_relu_eval_errors_name_the_op(rng):
+    x = make(rng, 2, 4, 6, 6, dtype=np.float32, requires_grad=False)
+    w = make(rng, 6, 4, 3, 3, dtype=np.float32, requires_grad=False)
+    mean, var, gamma, beta = eval_bn_args(rng, 6, np.float32)
+    op = F.conv2d_batch_norm_relu_eval
+    with pytest.raises(ValueError, match=r"^conv2d_batch_norm_relu_eval: input \(2, 4, 6, 6\) has 4 channels"):
+        op(x, make(rng, 6, 3, 3, 3, dtype=np.float32, requires_grad=False), mean, var, padding=1)
+    with pytest.raises(ValueError, match=r"^conv2d_batch_norm_relu_eval: weight has shape \(4\), expected \(6,\)"):
+        op(x, w, mean, var, mr.tensor(np.ones(4, np.float32)), beta, padding=1)
+    with pytest.raises(ValueError, match=r"^conv2d_batch_norm_relu_eval: evaluation mode .* needs running_mean"):
+        op(x, w, None, None, gamma, beta, padding=1)
+    with pytest.raises(ValueError, match=r"^conv2d_batch_norm_relu_eval: residual has shape \(2, 6, 4, 4\), "
+                                         r"expected the convolution's output shape \(2, 6, 6, 6\)"):
+        op(x, w, mean, var, gamma, beta, residual=make(rng, 2, 6, 4, 4, dtype=np.float32, requires_grad=False),
+           padding=1)
+    with pytest.raises(TypeError, match=r"^conv2d_batch_norm_relu_eval: .*float64"):
+        op(x, w, mean, var, gamma, beta, residual=make(rng, 2, 6, 6, 6, requires_grad=False), padding=1)
+
+
+@pytest.mark.parametrize("variant", ["original", "relu_only_preact"])
+def test_models_evaluate_with_conv_and_batch_norm_as_one_op(variant, rng, monkeypatch):
+    """In evaluation under no_grad the models' conv -> BN pairs run conv2d_batch_norm_relu_eval
+    (the Winograd layers through its epilogue) and give the eager ops' logits; with a graph, or
+    training, or fusion off, they do not."""
+    import minires.ops.winograd as winograd
+    calls = []
+    original = winograd.conv2d_batch_norm_eval
+    monkeypatch.setattr(winograd, "conv2d_batch_norm_eval", lambda *a, **k: calls.append(1) or original(*a, **k))
+    mr.manual_seed(0)
+    model = mr.models.resnet_cifar(8, variant=variant)
+    for mod in model.modules():                     # statistics that are not the identity map
+        if isinstance(mod, mr.nn.BatchNorm2d):
+            for t, value in zip((mod.running_mean, mod.running_var, mod.weight, mod.bias),
+                                eval_bn_args(rng, mod.num_features, np.float32)):
+                t.data[...] = value.data
+    model.eval()
+    x = mr.tensor(rng.standard_normal((4, 3, 32, 32)).astype(np.float32))
+    with mr.fusion(False), mr.no_grad():
+        eager = model(x)
+    assert calls == []
+    with mr.no_grad():
+        fused = model(x)
+    # ResNet-8: the stem and four 3x3 stride-1 convs (original); relu_only_preact fuses its stem only
+    assert len(calls) == (5 if variant == "original" else 1)
+    assert_close(fused, eager, FLOAT32_RTOL, "logits")
+    calls.clear()
+    model(x)                                        # a graph is built: the eager or fused-BN ops
+    model.train()
+    with mr.no_grad():
+        model(x)
+    assert calls == []

@@ -273,7 +273,7 @@ def test_batch_chunks_cover_the_batch_in_even_shares(n, most, monkeypatch):
 
 
 def test_transforms_benchmark_runs():
-    """benchmarks/winograd_transforms.py runs its twelve rows (one block of one call each:
+    """benchmarks/winograd_transforms.py runs its fifteen rows (one block of one call each:
     a run, not a timing) and prints every kernel with a finite ratio to its bound."""
     import os
     import subprocess
@@ -283,5 +283,5 @@ def test_transforms_benchmark_runs():
                            "--blocks", "1", "--reps", "1"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     rows = [line.split() for line in done.stdout.splitlines() if not line.startswith("#")][1:]
-    assert [row[-5] for row in rows] == ["input", "output", "output_grad", "input_grad"] * 3, done.stdout
+    assert [row[-5] for row in rows] == ["input", "output", "output_bn", "output_grad", "input_grad"] * 3, done.stdout
     assert all(np.isfinite(float(row[-2])) and float(row[-2]) > 0 for row in rows), done.stdout

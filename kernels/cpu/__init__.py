@@ -33,6 +33,7 @@ CPU only, not in __all__ (conv2d's Winograd path, minires/ops/winograd.py; m = 2
     winograd_tile_grid(h, w, m) -> (TH, TW)
     winograd_input(x, m, out) -> V (a*a, N*TH*TW, C)       winograd_filter(weight, m) -> U (a*a, C, K)
     winograd_output(M, m, out) -> y (N, H, W, K)          winograd_filter_grad(dU, m) -> dW (K, C, 3, 3)
+    winograd_output(M, 2, out, scale, shift[, residual, relu]) -> relu(y·scale + shift + residual)
     winograd_output_grad(g, m, out) -> dM (a*a, N*TH*TW, K)
     winograd_input_grad(Z, m, out) -> dx (N, H, W, C)     F(2x2), even H and W: winograd_f2_applies
 

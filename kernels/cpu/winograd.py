@@ -241,11 +241,15 @@ def _input_f2(x, v):
 
 
 @njit(nogil=True, cache=True, fastmath=True)
-def _output_f2(mt, y):
-    """y = A^T M A for F(2x2): mt (16, P, K), y (N, H, W, K) with H and W even."""
+def _output_f2(mt, y, scale, shift, residual, relu):
+    """y = A^T M A for F(2x2): mt (16, P, K), y (N, H, W, K) with H and W even.
+    With scale (K,) given, each output v is written as v·scale + shift (+ residual, same
+    shape as y, when given; then max(., 0) when relu): evaluation-mode batch norm applied
+    as the tile is written, instead of a pass of its own.  scale None compiles that away."""
     n_img, h, w, ch = y.shape
     th, tw = h // 2, w // 2
     src, dst = mt.reshape(-1), y.reshape(-1)
+    res = dst if residual is None else residual.reshape(-1)
     k_, run = uint64(ch), uint64(tw * ch)             # a tile row's tiles in one plane
     plane = uint64(mt.shape[1] * ch)
     band = np.empty(8 * tw * ch, dtype=y.dtype)       # (r, nu) rows of A^T M, r < 2, nu < 4
@@ -267,8 +271,19 @@ def _output_f2(mt, y):
                     s, o = b + tj * k_, out + tj * uint64(2) * k_
                     for k in range(k_):
                         e1, e2 = band[s + run + k], band[s + uint64(2) * run + k]
-                        dst[o + k] = band[s + k] + e1 + e2
-                        dst[o + k_ + k] = e1 - e2 - band[s + uint64(3) * run + k]
+                        v0 = band[s + k] + e1 + e2
+                        v1 = e1 - e2 - band[s + uint64(3) * run + k]
+                        if scale is not None:
+                            v0 = v0 * scale[k] + shift[k]
+                            v1 = v1 * scale[k] + shift[k]
+                            if residual is not None:
+                                v0 += res[o + k]
+                                v1 += res[o + k_ + k]
+                            if relu:
+                                v0 = max(v0, 0.0)
+                                v1 = max(v1, 0.0)
+                        dst[o + k] = v0
+                        dst[o + k_ + k] = v1
 
 
 @njit(nogil=True, cache=True, fastmath=True)
@@ -389,11 +404,21 @@ def winograd_input_grad(z, m, out):
     return out
 
 
-def winograd_output(mt, m, out):
-    """Y = A^T M A for every tile, written into out (N, H, W, K) (the tiles' overhang dropped)."""
+def winograd_output(mt, m, out, scale=None, shift=None, residual=None, relu=False):
+    """Y = A^T M A for every tile, written into out (N, H, W, K) (the tiles' overhang dropped).
+    scale, shift (K,) in out's dtype: write Y·scale + shift per channel instead (+ residual,
+    C-contiguous (N, H, W, K) like out; then max(., 0) when relu) -- an evaluation-mode
+    batch norm (and a basic block's addition and ReLU) as the tiles are written, F(2x2)
+    only (winograd_f2_applies)."""
     if winograd_f2_applies(out.shape, m):
-        _output_f2(np.ascontiguousarray(mt), out)
+        if residual is not None and (residual.shape != out.shape or not residual.flags.c_contiguous):
+            raise ValueError(f"winograd_output: residual {residual.shape} must be C-contiguous "
+                             f"and of the output's shape {out.shape} (N, H, W, K)")
+        _output_f2(np.ascontiguousarray(mt), out, scale, shift, residual, relu)
         return out
+    if scale is not None:
+        raise ValueError(f"winograd_output: the batch-norm epilogue runs with F(2x2) on even "
+                         f"images only, got m={m} and images {tuple(out.shape)} (N, H, W, K)")
     at = TRANSFORMS[m][2].astype(mt.dtype)
     _tiles_out(np.ascontiguousarray(mt), at, m, out)
     return out

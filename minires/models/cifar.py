@@ -20,10 +20,13 @@ Every "relu(BN(...))", "relu(BN(...) + shortcut)" and "relu(... + shortcut)" bel
 through ``bn_relu``, ``bn_add_relu`` and ``add_relu``: one fused op each when fusion is on
 (the default; minires/ops/fused.py), the eager ops (batch_norm, add, relu: separate graph
 nodes) inside minires.trace() and under minires.fusion(False).  The math is the same.
+Where such a BN follows a conv (``conv_bn_relu``, ``conv_bn_add_relu``) and the forward
+pass builds no graph (evaluation under minires.no_grad()), the conv, the BN, the add and
+the ReLU are one op, F.conv2d_batch_norm_relu_eval.
 """
 from __future__ import annotations
 
-from .. import nn
+from .. import autograd, nn
 from ..nn import functional as F
 from ..nn.layers import _BatchNorm
 from ..ops import fusion_enabled
@@ -58,6 +61,33 @@ def bn_add_relu(bn, x, residual):
     """relu(bn(x) + residual): the fused F.batch_norm_add_relu when ``_fusable(bn)``; else
     the module, then add_relu."""
     return bn.forward_add_relu(x, residual) if _fusable(bn) else add_relu(bn(x), residual)
+
+
+def _inference_fusable(conv, bn):
+    """conv -> bn may run as F.conv2d_batch_norm_relu_eval: ``_fusable(bn)``, bn uses its
+    running statistics, no graph is being built, and conv is a plain, hook-free Conv2d
+    without bias."""
+    return (_fusable(bn) and not bn.training and bn.track_running_stats
+            and not autograd.is_grad_enabled() and type(conv) is nn.Conv2d
+            and conv.bias is None and not conv._forward_hooks)
+
+
+def _conv_bn_eval(conv, bn, x, residual):
+    return F.conv2d_batch_norm_relu_eval(x, conv.weight, bn.running_mean, bn.running_var, bn.weight,
+                                         bn.bias, bn.eps, residual, conv.stride, conv.padding,
+                                         conv.dilation, conv.groups)
+
+
+def conv_bn_relu(conv, bn, x):
+    """relu(bn(conv(x))): one graph-free op when ``_inference_fusable``, else bn_relu(bn, conv(x))."""
+    return _conv_bn_eval(conv, bn, x, None) if _inference_fusable(conv, bn) else bn_relu(bn, conv(x))
+
+
+def conv_bn_add_relu(conv, bn, x, residual):
+    """relu(bn(conv(x)) + residual): as conv_bn_relu, else bn_add_relu(bn, conv(x), residual)."""
+    if _inference_fusable(conv, bn):
+        return _conv_bn_eval(conv, bn, x, residual)
+    return bn_add_relu(bn, conv(x), residual)
 
 
 def add_relu(a, b):
@@ -144,15 +174,16 @@ class BasicBlock(nn.Module):
             out = self.conv2(bn_relu(self.bn2, self.conv1(bn_relu(self.bn1, x))))
         elif v == "relu_only_preact":
             out = self.bn2(self.conv2(bn_relu(self.bn1, self.conv1(F.relu(x)))))
+        elif v == "original":                    # relu(BN(out) + shortcut), fused where it may be
+            out = conv_bn_relu(self.conv1, self.bn1, x)
+            if self.shortcut is None:
+                return conv_bn_relu(self.conv2, self.bn2, out)
+            if self.gradient_route is None:
+                return conv_bn_add_relu(self.conv2, self.bn2, out, self.shortcut(x))
+            # a routed backward (Veit's paths) needs the add as its own node: eager ops
+            return F.relu(self._routed_add(self.bn2(self.conv2(out)), self.shortcut(x)))
         else:
             out = self.conv2(bn_relu(self.bn1, self.conv1(x)))
-            if v == "original":                  # relu(BN(out) + shortcut), fused where it may be
-                if self.shortcut is None:
-                    return bn_relu(self.bn2, out)
-                if self.gradient_route is None:
-                    return bn_add_relu(self.bn2, out, self.shortcut(x))
-                # a routed backward (Veit's paths) needs the add as its own node: eager ops
-                return F.relu(self._routed_add(self.bn2(out), self.shortcut(x)))
             if v == "relu_before_add":
                 out = bn_relu(self.bn2, out)
             elif v != "bn_after_add":
@@ -205,9 +236,7 @@ class CifarResNet(nn.Module):
         self.linear = nn.Linear(64, num_classes)
 
     def forward(self, x):                                   # (N, C, H, W)
-        out = self.conv1(x)
-        if self.bn1 is not None:
-            out = bn_relu(self.bn1, out)
+        out = self.conv1(x) if self.bn1 is None else conv_bn_relu(self.conv1, self.bn1, x)
         out = self.layer3(self.layer2(self.layer1(out)))      # (N, 64, H/4, W/4)
         if self.bn_final is not None:
             out = bn_relu(self.bn_final, out)

@@ -4,8 +4,8 @@ Each function is the op from ``minires.ops``; modules in ``minires.nn`` call the
 """
 from .. import ops
 from ..ops import (adaptive_avg_pool2d, add_relu, avg_pool2d, batch_norm, batch_norm_add_relu,
-                   batch_norm_relu, conv2d, cross_entropy, dropout, global_avg_pool2d, linear, max_pool2d,
-                   relu)
+                   batch_norm_relu, conv2d, conv2d_batch_norm_relu_eval, cross_entropy, dropout,
+                   global_avg_pool2d, linear, max_pool2d, relu)
 
 
 def log_softmax(input, dim=-1):
@@ -27,6 +27,6 @@ def flatten(input, start_dim=0, end_dim=-1):
 
 
 __all__ = ["adaptive_avg_pool2d", "add_relu", "avg_pool2d", "batch_norm", "batch_norm_add_relu",
-           "batch_norm_relu", "conv2d", "cross_entropy", "dropout",
+           "batch_norm_relu", "conv2d", "conv2d_batch_norm_relu_eval", "cross_entropy", "dropout",
            "flatten", "global_avg_pool2d", "linear", "log_softmax", "max_pool2d", "pad", "relu",
            "softmax"]

@@ -39,9 +39,9 @@ def conv_output_size(size, kernel, stride, padding, dilation):
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
 
 
-def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
-    """NCHW convolution (cross-correlation, as in every framework); float32 or float64."""
-    op = "conv2d"
+def check_conv2d(op, x, weight, bias, stride, padding, dilation, groups):
+    """conv2d's argument checks (and conv2d_batch_norm_relu_eval's, ops/fused.py):
+    -> (stride, padding, dilation) as pairs, (Ho, Wo)."""
     check_tensor(op, "input", x)
     check_tensor(op, "weight", weight)
     check_rank(op, "input", x, 4, "(N, C, H, W)")
@@ -71,6 +71,16 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     if ho < 1 or wo < 1:
         raise ValueError(f"{op}: input {shape_str(x.shape)} is smaller than the (dilated) kernel "
                          f"{kh}x{kw} with padding {padding}: the output would be {ho}x{wo}")
+    return stride, padding, dilation, (ho, wo)
+
+
+def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """NCHW convolution (cross-correlation, as in every framework); float32 or float64."""
+    stride, padding, dilation, (ho, wo) = check_conv2d("conv2d", x, weight, bias, stride, padding,
+                                                       dilation, groups)
+    parents = (x, weight) if bias is None else (x, weight, bias)
+    n, c, h, w = x.shape
+    c_out, _, kh, kw = weight.shape
 
     tile = winograd.tile_size(x, weight, stride, padding, dilation, groups)
     if tile is not None:                  # 3x3 stride-1 layers, when chosen (ops/winograd.py)

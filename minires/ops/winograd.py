@@ -104,30 +104,15 @@ def conv2d(x, weight, bias, m):
     n, c, h, w = x.shape
     c_out = weight.shape[0]
     a2 = (m + 2) ** 2
-    th, tw = K.winograd_tile_grid(h, w, m)
-    tiles = th * tw
-    # chunks of images whose transformed tiles stay in cache between transform and GEMM
-    chunks = backend.batch_chunks(np, n, K.CONV_WORKSPACE_BYTES // (a2 * tiles * max(c, c_out) * x.dtype.itemsize))
+    tiles, chunks = _tiling(K, x.shape, c_out, m, x.dtype)
     x_cl = _channels_last(x.data)                               # (N, H, W, C)
-
-    def transformed_input(src_cl, n0, n1):
-        """B^T d B of the chunk's tiles: (a*a, P, channels of src)."""
-        v = K.workspace("winograd.in", (a2, (n1 - n0) * tiles, src_cl.shape[3]), x.dtype)
-        return K.winograd_input(src_cl[n0:n1], m, out=v)
-
-    def convolve(src_cl, u, dst_cl, n0, n1):
-        """dst = the Winograd convolution of src with the transformed filter u, for images n0:n1."""
-        v = transformed_input(src_cl, n0, n1)
-        prod = K.workspace("winograd.prod", (a2, v.shape[1], u.shape[2]), x.dtype)
-        K.matmul(v, u, out=prod)
-        K.winograd_output(prod, m, out=dst_cl[n0:n1])
 
     u = K.winograd_filter(weight.data, m)                       # (a*a, C, K)
     out_cl = np.empty((n, h, w, c_out), dtype=x.dtype)
 
     def forward_share(share):
         for n0, n1 in share:
-            convolve(x_cl, u, out_cl, n0, n1)
+            _convolve(K, x_cl, u, out_cl, n0, n1, m)
     backend.parallel_for(np, forward_share, chunks)
     if bias is not None:
         out_cl += bias.data
@@ -153,7 +138,7 @@ def conv2d(x, weight, bias, m):
                     dm = K.workspace("winograd.grad", (a2, (n1 - n0) * tiles, c_out), x.dtype)
                     K.winograd_output_grad(g_cl[n0:n1], m, out=dm)
                 if weight.requires_grad:
-                    vt = transformed_input(x_cl, n0, n1).transpose(0, 2, 1)   # (a*a, C, P)
+                    vt = _transformed_input(K, x_cl, n0, n1, m).transpose(0, 2, 1)   # (a*a, C, P)
                     if du is None:        # the first chunk writes dU, later ones add to it
                         du = K.matmul(vt, dm)
                     else:
@@ -162,7 +147,7 @@ def conv2d(x, weight, bias, m):
                     dz = K.workspace("winograd.prod", (a2, dm.shape[1], c), x.dtype)
                     K.winograd_input_grad(K.matmul(dm, u_t, out=dz), m, out=gx_cl[n0:n1])
                 elif gx_cl is not None:
-                    convolve(g_cl, u_flipped, gx_cl, n0, n1)
+                    _convolve(K, g_cl, u_flipped, gx_cl, n0, n1, m)
             return du
         partial_du = backend.parallel_for(np, backward_share, chunks)
         gw = K.winograd_filter_grad(sum(partial_du[1:], partial_du[0]), m) if weight.requires_grad else None
@@ -171,6 +156,60 @@ def conv2d(x, weight, bias, m):
             grads += (g.sum(axis=(0, 2, 3)) if bias.requires_grad else None,)
         return grads
     return Tensor.from_op(out, (x, weight) if bias is None else (x, weight, bias), backward, "conv2d")
+
+
+def conv2d_batch_norm_eval(x, weight, m, scale, shift, residual, relu):
+    """relu(conv2d(x, weight)·scale + shift + residual) as arrays, no graph: an
+    evaluation-mode batch norm (scale = γ/√(var+ε), shift = β - mean·scale per output
+    channel; then a basic block's addition and ReLU) applied by the output transform as
+    it writes each tile, so that the convolution's output is written once and never
+    read again.  x (N, C, H, W), weight (K, C, 3, 3), residual (N, K, H, W) or None;
+    F(2x2) on even H and W (``K.winograd_f2_applies``).  -> (N, K, H, W), channels-last
+    memory.  minires/ops/fused.py's conv2d_batch_norm_relu_eval checks the arguments."""
+    K = backend.kernels_for(np)
+    n, c, h, w = x.shape
+    c_out = weight.shape[0]
+    _, chunks = _tiling(K, x.shape, c_out, m, x.dtype)
+    x_cl = _channels_last(x)
+    r_cl = None if residual is None else _channels_last(residual)
+    u = K.winograd_filter(weight, m)
+    out_cl = np.empty((n, h, w, c_out), dtype=x.dtype)
+    epilogue = (scale.astype(x.dtype, copy=False), shift.astype(x.dtype, copy=False), r_cl, relu)
+
+    def forward_share(share):
+        for n0, n1 in share:
+            _convolve(K, x_cl, u, out_cl, n0, n1, m, epilogue)
+    backend.parallel_for(np, forward_share, chunks)
+    return out_cl.transpose(0, 3, 1, 2)
+
+
+def _tiling(K, shape, c_out, m, dtype):
+    """(P tiles per image, chunks of images) for an (N, C, H, W) input: chunks whose
+    transformed tiles stay in cache between transform and GEMM."""
+    n, c, h, w = shape
+    th, tw = K.winograd_tile_grid(h, w, m)
+    per_image = (m + 2) ** 2 * th * tw * max(c, c_out) * dtype.itemsize
+    return th * tw, backend.batch_chunks(np, n, K.CONV_WORKSPACE_BYTES // per_image)
+
+
+def _transformed_input(K, src_cl, n0, n1, m):
+    """B^T d B of images n0:n1's tiles: (a*a, P, channels of src), in a workspace."""
+    th, tw = K.winograd_tile_grid(src_cl.shape[1], src_cl.shape[2], m)
+    v = K.workspace("winograd.in", ((m + 2) ** 2, (n1 - n0) * th * tw, src_cl.shape[3]), src_cl.dtype)
+    return K.winograd_input(src_cl[n0:n1], m, out=v)
+
+
+def _convolve(K, src_cl, u, dst_cl, n0, n1, m, epilogue=None):
+    """dst[n0:n1] = the Winograd convolution of src[n0:n1] with the transformed filter u
+    (then (scale, shift, residual, relu) applied as the tiles are written, when given)."""
+    v = _transformed_input(K, src_cl, n0, n1, m)
+    prod = K.workspace("winograd.prod", (v.shape[0], v.shape[1], u.shape[2]), src_cl.dtype)
+    K.matmul(v, u, out=prod)
+    if epilogue is None:
+        K.winograd_output(prod, m, out=dst_cl[n0:n1])
+    else:
+        scale, shift, r_cl, relu = epilogue
+        K.winograd_output(prod, m, dst_cl[n0:n1], scale, shift, None if r_cl is None else r_cl[n0:n1], relu)
 
 
 def _channels_last(a):
