@@ -16,6 +16,9 @@ P the chunk's tiles:
               dx = B dZ B^T        summed where the tiles overlap (F(2x2), even sizes);
               F(4x4) and odd sizes: the forward's three steps on g with the flipped,
               transposed filter w'[c, k] = w[k, c, ::-1, ::-1]
+    no graph  conv2d_batch_norm_eval: the forward, its output transform writing
+              relu(y·scale + shift + residual) -- evaluation's batch norm, folded in
+              (ops/fused.py's conv2d_batch_norm_relu_eval)
 
 Which algorithm runs: ``set_conv_algorithm`` or the MINIRES_CONV_ALGO
 environment variable, one of
