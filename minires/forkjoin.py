@@ -18,7 +18,8 @@ after it has let go of the GIL, so the caller it wakes does not then sleep on th
 (that cost ~40 µs a call).  What is left is the start: a helper that wakes while the
 caller runs its share's Python sleeps on the GIL until the caller's first kernel lets
 go of it, ~50-60 µs a call inside a ResNet-56 step at batch 32 (measured per call:
-helper start 65 µs, caller start 10 µs, end lag 7 µs, mean of 1500 calls).
+helper start 65 µs, caller start 10 µs, end lag 7 µs, mean of 1500 calls) -- so a helper
+that sees a call waits HELPER_SETTLE_US more before it asks for the GIL.
 benchmarks/parallel_for.py: two shares of 20 µs cost 121 µs on top of the work with
 ThreadPoolExecutor and 56 µs with the locks and flags (2-core Xeon, 2026-12-02); a
 ResNet-20 step at batch 32 went from 99.7 to 87.3 ms.
@@ -41,6 +42,16 @@ import numpy as np
 
 HELPER_SPIN_US = 300     # how long a helper watches for the next call before it sleeps
 CALLER_SPIN_US = 2000    # how long the caller watches for its helpers before it sleeps
+# How long a helper that has seen a new call waits, still without the GIL, before it asks
+# for the GIL.  The caller holds the GIL until its own share's first kernel lets go of it;
+# a helper that asks at once sleeps on the GIL and is woken late.  Measured inside ResNet
+# training steps at batch 32 (Zen 5, 2026-12-04, the delay alternated in one process):
+# the helper started a median 33-44 µs after the call with no wait, 14-20 µs with 5-15
+# µs; ResNet-56 steps min 102.7 ms with none, 94.0 / 98.1 / 93.0 with 5 / 10 / 15 µs
+# (medians 146.2 against 132-135), ResNet-20 at batch 128 within noise (137.9, 140.9).
+# A call whose caller lets go of the GIL at once pays up to this much more
+# (benchmarks/parallel_for.py).
+HELPER_SETTLE_US = 10
 
 
 class ForkJoinPool:
@@ -123,6 +134,7 @@ class _Worker:
         self._spin_until = spin.spin_until
         self._publish_then_spin = spin.publish_then_spin
         self._helper_spins = HELPER_SPIN_US * spins_per_us
+        self._settle_spins = HELPER_SETTLE_US * spins_per_us
         self._caller_spins = CALLER_SPIN_US * spins_per_us
         self._flags = np.zeros(16, np.int64)
         self._calls = 0
@@ -170,4 +182,5 @@ class _Worker:
             self._done.release()
             # the flag is set only once this thread has let go of the GIL: a caller woken
             # by it finds the GIL free (setting it from Python first cost ~40 µs a call)
-            self._publish_then_spin(self._flags, 8, finished, 0, finished + 1, self._helper_spins)
+            self._publish_then_spin(self._flags, 8, finished, 0, finished + 1, self._helper_spins,
+                                    self._settle_spins)

@@ -69,12 +69,20 @@ def spin_until(flags, index, value, spins):
 
 
 @njit(nogil=True, cache=True)
-def publish_then_spin(flags, done_index, done_value, index, value, spins):
+def publish_then_spin(flags, done_index, done_value, index, value, spins, settle):
     """flags[done_index] = done_value, then spin_until(flags, index, value, spins).  The
     store happens after this thread has let go of the GIL (a nogil function lets go on
-    entry), so a thread that wakes on it finds the GIL free instead of sleeping on it."""
+    entry), so a thread that wakes on it finds the GIL free instead of sleeping on it.
+    Once the value is seen, ``settle`` more pauses before returning (and asking for the
+    GIL): the thread that set it is still running Python, holding the GIL, and asking now
+    would put this thread to sleep on the GIL until it is let go -- minires.forkjoin's
+    HELPER_SETTLE_US says what that costs."""
     _store_release(flags, done_index, done_value)
-    return spin_until(flags, index, value, spins)
+    if not spin_until(flags, index, value, spins):
+        return False
+    for _ in range(settle):
+        _pause()
+    return True
 
 
 # How long meet waits before it gives up: ~30-90 s (a pause takes 10-40 ns).  A party
