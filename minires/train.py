@@ -14,6 +14,10 @@ Defaults are He et al. 2015's CIFAR recipe for ResNet-20: batch 128, SGD with
 momentum 0.9, weight decay 1e-4, lr 0.1 divided by 10 at 32k and 48k
 iterations, 64k iterations, 4-pixel pad + random crop + horizontal flip.
 
+Evaluation (``evaluate``: model.eval(), no_grad) takes a shorter path on the CPU: each conv
+with the batch norm after it is one op, ops/fused.py's conv2d_batch_norm_relu_eval, whose
+Winograd output transform applies the BN (kernels/cpu/winograd.py's winograd_output).
+
 On the GPU, ``--graph`` runs each step as one CUDA-graph launch instead (cuda_graph.py:
 the graph gathers its own batch, loss and errors stay on the device until a read-back).
 
