@@ -150,6 +150,17 @@ def test_parallel_for_uses_every_thread_and_keeps_the_results():
                                    else os.cpu_count())
 
 
+def test_publish_then_spin_publishes_then_reports_what_it_saw():
+    """The helper's wait between calls: the done flag is written first; True once the
+    next call's flag holds the value (after ``settle`` more pauses), False if it never does."""
+    from minires.kernels.cpu.spin import publish_then_spin
+    flags = np.zeros(16, np.int64)
+    assert publish_then_spin(flags, 8, 5, 0, 1, 1000, 100) is False and flags[8] == 5
+    flags[0] = 1
+    assert publish_then_spin(flags, 8, 6, 0, 1, 1000, 100) is True and flags[8] == 6
+    assert publish_then_spin(flags, 8, 7, 0, 1, 1000, 0) is True and flags[8] == 7
+
+
 def test_spin_until_sees_a_flag_written_by_another_thread_while_it_spins():
     """The load must be re-read on every pass (an ordinary load could be hoisted out of
     the loop and spin forever); spin_until releases the GIL, so the writer can run."""

@@ -324,6 +324,9 @@ def test_winograd_output_epilogue_is_the_affine_map_of_the_tiles(rng):
             np.testing.assert_allclose(got, np.maximum(want, 0) if relu else want, rtol=0, atol=1e-13)
     with pytest.raises(ValueError, match=r"^winograd_output: residual .* C-contiguous"):
         W.winograd_output(mt, 2, np.empty((2, 6, 8, 5)), scale, shift, r[:, :, ::-1], True)
+    for half in ({"scale": scale}, {"shift": shift}, {"residual": r}, {"relu": True}):
+        with pytest.raises(ValueError, match=r"^winograd_output: the batch-norm epilogue takes scale and shift"):
+            W.winograd_output(mt, 2, np.empty((2, 6, 8, 5)), **half)
     with pytest.raises(ValueError, match=r"^winograd_output: the batch-norm epilogue runs with F\(2x2\)"):
         W.winograd_output(rng.standard_normal((36, 2 * 2 * 2, 5)), 4, np.empty((2, 8, 8, 5)), scale, shift)
 

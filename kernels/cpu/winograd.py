@@ -249,7 +249,7 @@ def _output_f2(mt, y, scale, shift, residual, relu):
     n_img, h, w, ch = y.shape
     th, tw = h // 2, w // 2
     src, dst = mt.reshape(-1), y.reshape(-1)
-    res = dst if residual is None else residual.reshape(-1)
+    res = dst if residual is None else residual.reshape(-1)    # (dst: a stand-in, never read)
     k_, run = uint64(ch), uint64(tw * ch)             # a tile row's tiles in one plane
     plane = uint64(mt.shape[1] * ch)
     band = np.empty(8 * tw * ch, dtype=y.dtype)       # (r, nu) rows of A^T M, r < 2, nu < 4
@@ -410,6 +410,9 @@ def winograd_output(mt, m, out, scale=None, shift=None, residual=None, relu=Fals
     C-contiguous (N, H, W, K) like out; then max(., 0) when relu) -- an evaluation-mode
     batch norm (and a basic block's addition and ReLU) as the tiles are written, F(2x2)
     only (winograd_f2_applies)."""
+    if (scale is None) != (shift is None) or (scale is None and (residual is not None or relu)):
+        raise ValueError("winograd_output: the batch-norm epilogue takes scale and shift together "
+                         "(and residual and relu only with them)")
     if winograd_f2_applies(out.shape, m):
         if residual is not None and (residual.shape != out.shape or not residual.flags.c_contiguous):
             raise ValueError(f"winograd_output: residual {residual.shape} must be C-contiguous "

@@ -59,7 +59,7 @@ from ._util import as_operands, check_same_device, check_same_dtype, check_tenso
 from . import winograd
 from .conv import check_conv2d, conv2d
 from .norm import (_select, batch_norm_eval_backward, channel_view, check_batch_norm, eval_affine,
-                   from_channel_view, prepare_batch_norm, running_statistics)
+                   eval_scale_shift, from_channel_view, prepare_batch_norm)
 
 ENV_VAR = "MINIRES_FUSION"
 _chosen = None        # set_fusion's choice; None: the environment decides
@@ -124,9 +124,8 @@ def batch_norm_relu(x, running_mean, running_var, weight=None, bias=None,
             return _select(x, weight, bias, from_channel_view(dx, x.shape, cl), dgamma, dbeta)
         return Tensor.from_op(from_channel_view(y3, x.shape, cl), parents, backward, op)
 
-    mean, invstd = running_statistics(running_mean, running_var, x.dtype, eps)
-    scale = gamma * invstd
-    y3 = eval_affine(x3, scale, beta - mean * scale, relu=True)
+    mean, invstd, scale, shift = eval_scale_shift(running_mean, running_var, gamma, beta, x.dtype, eps)
+    y3 = eval_affine(x3, scale, shift, relu=True)
 
     def backward_eval(g):
         g3 = channel_view(g, cl) * (y3 > 0)            # ReLU's mask, then batch_norm's backward
@@ -187,9 +186,8 @@ def batch_norm_add_relu(x, residual, running_mean, running_var, weight=None, bia
         if stats:
             K.batch_norm_update_running(running_mean.data, running_var.data, mean, var, count, momentum)
     else:
-        mean, invstd = running_statistics(running_mean, running_var, x.dtype, eps)
-        scale = gamma * invstd                 # one pass: affine, the residual, the ReLU
-        y3 = eval_affine(x3, scale, beta - mean * scale, relu=True, residual=r3)
+        mean, invstd, scale, shift = eval_scale_shift(running_mean, running_var, gamma, beta, x.dtype, eps)
+        y3 = eval_affine(x3, scale, shift, relu=True, residual=r3)   # one pass: affine, add, ReLU
     y = from_channel_view(y3, x.shape, cl)
 
     def backward(g):
@@ -242,18 +240,16 @@ def conv2d_batch_norm_relu_eval(x, conv_weight, running_mean, running_var, weigh
     xp = x.xp
     check_batch_norm(op, Tensor(xp.broadcast_to(xp.zeros((), x.dtype), out_shape)),
                      running_mean, running_var, weight, bias, False)
-    m = winograd.tile_size(x, conv_weight, stride, padding, dilation, groups)
-    K = backend.kernels_for(xp)
-    if m is None or not K.winograd_f2_applies((n, ho, wo, c_out), m):
+    m = winograd.tile_size(x, conv_weight, stride, padding, dilation, groups)    # None off the CPU
+    if m is None or not backend.kernels_for(np).winograd_f2_applies((n, ho, wo, c_out), m):
         y = conv2d(x, conv_weight, None, stride, padding, dilation, groups)
         if residual is None:
             return batch_norm_relu(y, running_mean, running_var, weight, bias, False, 0.0, eps)
         return batch_norm_add_relu(y, residual, running_mean, running_var, weight, bias, False, 0.0, eps)
-    mean, invstd = running_statistics(running_mean, running_var, x.dtype, eps)
     gamma = weight.data if weight is not None else np.ones(c_out, dtype=x.dtype)
     beta = bias.data if bias is not None else np.zeros(c_out, dtype=x.dtype)
-    scale = gamma * invstd
-    out = winograd.conv2d_batch_norm_eval(x.data, conv_weight.data, m, scale, beta - mean * scale,
+    _, _, scale, shift = eval_scale_shift(running_mean, running_var, gamma, beta, x.dtype, eps)
+    out = winograd.conv2d_batch_norm_eval(x.data, conv_weight.data, m, scale, shift,
                                           None if residual is None else residual.data, relu=True)
     return Tensor(out)
 

@@ -33,9 +33,8 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None,
             return _select(x, weight, bias, from_channel_view(dx, x.shape, cl), dgamma, dbeta)
         return Tensor.from_op(from_channel_view(y3, x.shape, cl), parents, backward, "batch_norm")
 
-    mean, invstd = running_statistics(running_mean, running_var, x.dtype, eps)
-    scale = gamma * invstd
-    y3 = eval_affine(x3, scale, beta - mean * scale, relu=False)
+    mean, invstd, scale, shift = eval_scale_shift(running_mean, running_var, gamma, beta, x.dtype, eps)
+    y3 = eval_affine(x3, scale, shift, relu=False)
 
     def backward_eval(g):
         dx, dgamma, dbeta = batch_norm_eval_backward(channel_view(g, cl), x3, mean, invstd, gamma)
@@ -64,6 +63,14 @@ def running_statistics(running_mean, running_var, dtype, eps):
     of the running statistics cannot leak into a saved backward."""
     mean = running_mean.data.astype(dtype)
     return mean, 1.0 / backend.get_array_module(mean).sqrt(running_var.data.astype(dtype) + eps)
+
+
+def eval_scale_shift(running_mean, running_var, gamma, beta, dtype, eps):
+    """Evaluation mode's affine map y = x·scale + shift per channel, from the running
+    statistics: -> mean, invstd (running_statistics), scale = γ·invstd, shift = β - mean·scale."""
+    mean, invstd = running_statistics(running_mean, running_var, dtype, eps)
+    scale = gamma * invstd
+    return mean, invstd, scale, beta - mean * scale
 
 
 def batch_norm_eval_backward(g3, x3, mean, invstd, gamma):

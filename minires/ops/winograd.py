@@ -111,12 +111,7 @@ def conv2d(x, weight, bias, m):
     x_cl = _channels_last(x.data)                               # (N, H, W, C)
 
     u = K.winograd_filter(weight.data, m)                       # (a*a, C, K)
-    out_cl = np.empty((n, h, w, c_out), dtype=x.dtype)
-
-    def forward_share(share):
-        for n0, n1 in share:
-            _convolve(K, x_cl, u, out_cl, n0, n1, m)
-    backend.parallel_for(np, forward_share, chunks)
+    out_cl = _forward(K, x_cl, u, chunks, m)                    # (N, H, W, K)
     if bias is not None:
         out_cl += bias.data
     out = out_cl.transpose(0, 3, 1, 2)                          # NCHW view
@@ -170,20 +165,24 @@ def conv2d_batch_norm_eval(x, weight, m, scale, shift, residual, relu):
     F(2x2) on even H and W (``K.winograd_f2_applies``).  -> (N, K, H, W), channels-last
     memory.  minires/ops/fused.py's conv2d_batch_norm_relu_eval checks the arguments."""
     K = backend.kernels_for(np)
-    n, c, h, w = x.shape
-    c_out = weight.shape[0]
-    _, chunks = _tiling(K, x.shape, c_out, m, x.dtype)
-    x_cl = _channels_last(x)
+    _, chunks = _tiling(K, x.shape, weight.shape[0], m, x.dtype)
     r_cl = None if residual is None else _channels_last(residual)
-    u = K.winograd_filter(weight, m)
-    out_cl = np.empty((n, h, w, c_out), dtype=x.dtype)
     epilogue = (scale.astype(x.dtype, copy=False), shift.astype(x.dtype, copy=False), r_cl, relu)
+    out_cl = _forward(K, _channels_last(x), K.winograd_filter(weight, m), chunks, m, epilogue)
+    return out_cl.transpose(0, 3, 1, 2)
+
+
+def _forward(K, x_cl, u, chunks, m, epilogue=None):
+    """The forward over all images, chunks shared across the threads: x_cl (N, H, W, C)
+    convolved with the transformed filter u (a*a, C, K) -> (N, H, W, K)."""
+    n, h, w, _ = x_cl.shape
+    out_cl = np.empty((n, h, w, u.shape[2]), dtype=x_cl.dtype)
 
     def forward_share(share):
         for n0, n1 in share:
             _convolve(K, x_cl, u, out_cl, n0, n1, m, epilogue)
     backend.parallel_for(np, forward_share, chunks)
-    return out_cl.transpose(0, 3, 1, 2)
+    return out_cl
 
 
 def _tiling(K, shape, c_out, m, dtype):
