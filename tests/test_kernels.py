@@ -118,7 +118,7 @@ def test_batch_norm_kernels(shape, dtype, device):
     np.testing.assert_allclose(dx, dx_ref, rtol=tol * 100, atol=tol * 100)
 
 
-@pytest.mark.parametrize("rows", [2, 37, 301])
+@pytest.mark.parametrize("rows", [2, 37, 301, 304])
 @pytest.mark.parametrize("ch", [3, 16, 40])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("split", [False, True])
@@ -126,9 +126,12 @@ def test_batch_norm_row_kernels(rows, ch, dtype, split, monkeypatch):
     """The channels-last (M, C, 1) path: one-pass shifted moments and the four-row sums
     (row counts with and without a remainder), plain and with ReLU, against float64
     references, on one thread and with the rows split across threads (kernels/cpu/rows.py);
-    a mean far from 0 (x ~ 50 ± 3) checks that the one-pass variance does not cancel."""
+    a mean far from 0 (x ~ 50 ± 3) checks that the one-pass variance does not cancel.
+    Even row counts run on widened rows (R rows as one, batchnorm.py): 304 rows of 16
+    channels as 38 of 128 lanes."""
     from minires.kernels import cpu as K
-    from minires.kernels.cpu import rows as row_split
+    from minires.kernels.cpu import batchnorm as bn, rows as row_split
+    assert bn._widening(304, 16) == 8 and bn._widening(304, 40) == 2 and bn._widening(301, 3) == 1
     if split:
         monkeypatch.setattr(row_split, "SPLIT_BYTES", 0)
         monkeypatch.setattr(backend, "num_threads", lambda: 3)
@@ -167,7 +170,8 @@ def test_batch_norm_row_kernels(rows, ch, dtype, split, monkeypatch):
 
 @pytest.mark.parametrize("threads", [2, 3])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_batch_norm_passes_together_equal_one_after_the_other(threads, dtype, monkeypatch):
+@pytest.mark.parametrize("rows", [203, 208])          # 208 x 24: widened to 52 rows of 96 lanes
+def test_batch_norm_passes_together_equal_one_after_the_other(threads, dtype, rows, monkeypatch):
     """rows.rows_together runs both passes of a batch norm in one fork-join, the threads
     meeting halfway; its results must be bit for bit those of the two separate split
     passes (same ranges, partial sums added in the same order) -- forward, forward with
@@ -178,7 +182,7 @@ def test_batch_norm_passes_together_equal_one_after_the_other(threads, dtype, mo
     monkeypatch.setattr(row_split, "SPLIT_BYTES", 0)
     monkeypatch.setattr(backend, "num_threads", lambda: threads)
     rng = np.random.default_rng(threads)
-    x, r, g = (rng.standard_normal((203, 24, 1)).astype(dtype) for _ in range(3))
+    x, r, g = (rng.standard_normal((rows, 24, 1)).astype(dtype) for _ in range(3))
     gamma, beta = rng.standard_normal(24).astype(dtype), rng.standard_normal(24).astype(dtype)
 
     def everything():
@@ -315,3 +319,20 @@ def test_cpu_sgd_kernel_equals_the_array_code_bit_for_bit(dtype, nesterov, dampe
     for a, b in zip(fast, slow):
         np.testing.assert_array_equal(a, b)
     assert not fast[-1].flags.c_contiguous
+
+
+def test_batch_norm_rows_benchmark_runs():
+    """benchmarks/batchnorm_rows.py runs its eighteen rows (one block of one call each: a
+    run, not a timing), widening every stage of a batch-2 ResNet, with finite ratios."""
+    import os
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run([sys.executable, os.path.join(root, "benchmarks", "batchnorm_rows.py"),
+                           "--batch", "2", "--blocks", "1", "--reps", "1"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    rows = [line.split() for line in done.stdout.splitlines() if not line.startswith("#")][1:]
+    assert [row[2] for row in rows] == ["moments", "affine", "grad_sums", "dx", "forward", "backward"] * 3
+    assert [int(row[3]) for row in rows] == [8] * 6 + [4] * 6 + [2] * 6, done.stdout
+    assert all(np.isfinite(float(row[-1])) and float(row[-1]) > 0 for row in rows), done.stdout

@@ -103,6 +103,48 @@ def _backward_planes(g, x, y, mean, invstd, gamma, dx, dgamma, dbeta, relu):
 # row's acc[c] += waits for the previous row's store to acc (a store-to-load chain),
 # and the sums over 8 MiB ran 4.7x slower (measured: 1.21 against 0.25 ms, one core).
 # Four rows' terms are added first, then into the float64 accumulators.
+#
+# Narrow rows are widened.  At C = 16 a float32 row is one AVX-512 vector, fewer lanes
+# than one step of the vector loop LLVM makes of a channel loop (four vectors), so the
+# loops ran mostly in their scalar remainder.  R consecutive rows of (M, C) are one row
+# of the (M/R, R·C) view -- free on contiguous memory -- so with the per-channel vectors
+# tiled R times every kernel below runs unchanged on rows of R·C lanes, and per-lane
+# sums are folded back to channels.  One core, in cache, 32768 x 16 float32, R = 8:
+# affine 131 -> 50 µs, dx 214 -> 128, moments 76 -> 39 (docs/benchmarks.md).
+WIDE_ROW = 128          # the lanes a widened row aims at
+
+
+def _widening(rows, ch):
+    """R: the largest power of two with R·C <= WIDE_ROW that divides the row count."""
+    r = 1
+    while 2 * r * ch <= WIDE_ROW and rows % (2 * r) == 0:
+        r *= 2
+    return r
+
+
+def _wide(a, r):
+    """Rows (M, C) as (M/R, R·C): a view."""
+    return a.reshape(a.shape[0] // r, a.shape[1] * r)
+
+
+@njit(nogil=True, cache=True)
+def _tiled(v, r):
+    """A per-channel vector (C,) repeated for the R rows of a widened row: (R·C,)."""
+    out = np.empty(v.size * r, dtype=v.dtype)
+    for j in range(r):
+        out[j * v.size:(j + 1) * v.size] = v
+    return out
+
+
+@njit(nogil=True, cache=True)
+def _fold(total, ch):
+    """Per-lane sums (k, R·C) -> per channel (k, C): lanes c, c + C, ... added in order."""
+    out = total[:, :ch].copy()
+    for j in range(1, total.shape[1] // ch):
+        out += total[:, j * ch:(j + 1) * ch]
+    return out
+
+
 @njit(nogil=True, cache=True, fastmath=True)
 def _shifted_sums(x, r0, r1, ref):
     """[Σ (x - ref), Σ (x - ref)²] per channel over rows r0..r1-1 of x (M, C): (2, C) float64."""
@@ -134,7 +176,10 @@ def _moments_rows(x):
     Σd²/M - (Σd/M)², free of the cancellation that Σx²/M - mean² suffers when the mean
     is large against the spread."""
     ref = x[0].astype(np.float64)     # float64 differences: float32 squares overflow at 1.8e19
-    total = sum(over_rows(lambda r0, r1: _shifted_sums(x, r0, r1, ref), x.shape[0], x.nbytes))
+    r = _widening(*x.shape)
+    xw, ref_w = _wide(x, r), _tiled(ref, r)
+    total = _fold(sum(over_rows(lambda r0, r1: _shifted_sums(xw, r0, r1, ref_w), xw.shape[0], x.nbytes)),
+                  x.shape[1])
     shift = total[0] / x.shape[0]
     return ref + shift, np.maximum(total[1] / x.shape[0] - shift * shift, 0.0)
 
@@ -158,9 +203,11 @@ def _affine(x, r0, r1, scale, shift, residual, y, add, relu):
 
 def _affine_rows(x, scale, shift, y, relu, residual=None):
     traffic = x.nbytes * (2 if residual is None else 3)
-    res = x if residual is None else residual
-    over_rows(lambda r0, r1: _affine(x, r0, r1, scale, shift, res, y, residual is not None, relu),
-              x.shape[0], traffic)
+    r = _widening(*x.shape)
+    xw, yw, res = _wide(x, r), _wide(y, r), _wide(x if residual is None else residual, r)
+    scale, shift = _tiled(scale, r), _tiled(shift, r)
+    over_rows(lambda r0, r1: _affine(xw, r0, r1, scale, shift, res, yw, residual is not None, relu),
+              xw.shape[0], traffic)
 
 
 @njit(nogil=True, cache=True, fastmath=True, inline="always")
@@ -219,8 +266,10 @@ def _grad_sums(g, x, y, r0, r1, mean, relu):
 
 def _grad_sums_rows(g, x, y, mean, relu):
     """Per channel: Σ g and Σ g·(x - mean), float64 (relu: g read as g·[y > 0])."""
-    total = sum(over_rows(lambda r0, r1: _grad_sums(g, x, y, r0, r1, mean, relu), x.shape[0],
-                          x.nbytes * (3 if relu else 2)))
+    r = _widening(*x.shape)
+    gw, xw, yw, mean_w = _wide(g, r), _wide(x, r), _wide(y, r), _tiled(mean, r)
+    total = _fold(sum(over_rows(lambda r0, r1: _grad_sums(gw, xw, yw, r0, r1, mean_w, relu), xw.shape[0],
+                                x.nbytes * (3 if relu else 2))), x.shape[1])
     return total[0], total[1]
 
 
@@ -239,7 +288,10 @@ def _dx(g, x, y, r0, r1, mean, scale, a, b_coef, dx, relu):
 
 
 def _dx_rows(g, x, y, mean, scale, a, b_coef, dx, relu):
-    over_rows(lambda r0, r1: _dx(g, x, y, r0, r1, mean, scale, a, b_coef, dx, relu), x.shape[0],
+    r = _widening(*x.shape)
+    gw, xw, yw, dxw = _wide(g, r), _wide(x, r), _wide(y, r), _wide(dx, r)
+    mean, scale, a, b_coef = (_tiled(v, r) for v in (mean, scale, a, b_coef))
+    over_rows(lambda r0, r1: _dx(gw, xw, yw, r0, r1, mean, scale, a, b_coef, dxw, relu), xw.shape[0],
               x.nbytes * (4 if relu else 3))
 
 
@@ -266,16 +318,20 @@ def _forward_factors(total, ref, count, gamma, beta, eps, like):
 @njit(nogil=True, cache=True)
 def _forward_together(x, r0, r1, k, parts, ref, partials, flags, gamma, beta, eps, residual, y,
                       add, relu, stats):
-    partials[k] = _shifted_sums(x, r0, r1, ref)
+    """x, residual, y: widened rows (M/R, R·C); ref and the statistics per channel (C,)."""
+    ch = ref.size
+    r = x.shape[1] // ch
+    partials[k] = _shifted_sums(x, r0, r1, _tiled(ref, r))
     if not meet(flags, k, parts, MEET_SPINS):
         raise RuntimeError("batch_norm: a thread of the split forward never reached the meeting")
     total = partials[0].copy()
     for j in range(1, parts):
         total += partials[j]
-    mean, var, invstd, scale, shift = _forward_factors(total, ref, x.shape[0], gamma, beta, eps, x[0])
+    mean, var, invstd, scale, shift = _forward_factors(_fold(total, ch), ref, x.shape[0] * r, gamma, beta,
+                                                       eps, x[0, :ch])
     if k == 0:
         stats[0], stats[1], stats[2] = mean, var, invstd
-    _affine(x, r0, r1, scale, shift, residual, y, add, relu)
+    _affine(x, r0, r1, _tiled(scale, r), _tiled(shift, r), residual, y, add, relu)
 
 
 def _forward_rows(x, gamma, beta, eps, y, relu, residual=None):
@@ -284,12 +340,13 @@ def _forward_rows(x, gamma, beta, eps, y, relu, residual=None):
     ref = x[0].astype(np.float64)     # the shift of _moments_rows
     traffic = x.nbytes * (3 if residual is None else 4)
     threads = backend.num_threads()
-    partials, flags, stats = np.empty((threads, 2, ch)), np.zeros(8 * threads, np.int64), np.empty((3, ch))
-    res = x if residual is None else residual
+    r = _widening(*x.shape)
+    xw, yw, res = _wide(x, r), _wide(y, r), _wide(x if residual is None else residual, r)
+    partials, flags, stats = np.empty((threads, 2, r * ch)), np.zeros(8 * threads, np.int64), np.empty((3, ch))
     if rows_together(
-            lambda r0, r1, k, parts: _forward_together(x, r0, r1, k, parts, ref, partials, flags, gamma,
-                                                       beta, eps, res, y, residual is not None, relu, stats),
-            x.shape[0], traffic):
+            lambda r0, r1, k, parts: _forward_together(xw, r0, r1, k, parts, ref, partials, flags, gamma,
+                                                       beta, eps, res, yw, residual is not None, relu, stats),
+            xw.shape[0], traffic):
         return stats[0], stats[1], stats[2]
     mean, var = _moments_rows(x)
     invstd = 1.0 / np.sqrt(var + eps)
@@ -302,33 +359,39 @@ def _forward_rows(x, gamma, beta, eps, y, relu, residual=None):
 @njit(nogil=True, cache=True)
 def _backward_together(g, x, y, r0, r1, k, parts, mean, mean_t, invstd, gamma, partials, flags, dx,
                        relu, sums):
-    partials[k] = _grad_sums(g, x, y, r0, r1, mean, relu)
+    """g, x, y, dx: widened rows (M/R, R·C); the statistics per channel (C,)."""
+    ch = mean.size
+    r = x.shape[1] // ch
+    partials[k] = _grad_sums(g, x, y, r0, r1, _tiled(mean, r), relu)
     if not meet(flags, k, parts, MEET_SPINS):
         raise RuntimeError("batch_norm: a thread of the split backward never reached the meeting")
     total = partials[0].copy()
     for j in range(1, parts):
         total += partials[j]
-    count = x.shape[0]
-    scale, a, b = np.empty_like(x[0]), np.empty_like(x[0]), np.empty_like(x[0])
-    for c in range(x.shape[1]):        # _backward_rows's formulas, in the data's dtype
+    total = _fold(total, ch)
+    count = x.shape[0] * r
+    scale, a, b = np.empty_like(mean_t), np.empty_like(mean_t), np.empty_like(mean_t)
+    for c in range(ch):                # _backward_rows's formulas, in the data's dtype
         scale[c] = gamma[c] * invstd[c]
         a[c] = total[0, c] / count
         b[c] = total[1, c] * invstd[c] * invstd[c] / count
     if k == 0:
         sums[:] = total
-    _dx(g, x, y, r0, r1, mean_t, scale, a, b, dx, relu)
+    _dx(g, x, y, r0, r1, _tiled(mean_t, r), _tiled(scale, r), _tiled(a, r), _tiled(b, r), dx, relu)
 
 
 def _backward_rows(g, x, y, mean, invstd, gamma, dx, relu):
     """dx of channels-last rows (M, C) into dx: Σ g and Σ g·(x - mean), float64."""
     ch = x.shape[1]
     threads = backend.num_threads()
-    partials, flags, sums = np.empty((threads, 2, ch)), np.zeros(8 * threads, np.int64), np.empty((2, ch))
+    r = _widening(*x.shape)
+    gw, xw, yw, dxw = _wide(g, r), _wide(x, r), _wide(y, r), _wide(dx, r)
+    partials, flags, sums = np.empty((threads, 2, r * ch)), np.zeros(8 * threads, np.int64), np.empty((2, ch))
     mean_t = mean.astype(x.dtype)
     if rows_together(
-            lambda r0, r1, k, parts: _backward_together(g, x, y, r0, r1, k, parts, mean, mean_t, invstd, gamma,
-                                                        partials, flags, dx, relu, sums),
-            x.shape[0], x.nbytes * (5 if relu else 4)):
+            lambda r0, r1, k, parts: _backward_together(gw, xw, yw, r0, r1, k, parts, mean, mean_t, invstd,
+                                                        gamma, partials, flags, dxw, relu, sums),
+            xw.shape[0], x.nbytes * (5 if relu else 4)):
         return sums[0], sums[1]
     count = x.shape[0]
     sum_g, sum_gx = _grad_sums_rows(g, x, y, mean, relu)
