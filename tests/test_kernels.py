@@ -336,3 +336,19 @@ def test_batch_norm_rows_benchmark_runs():
     assert [row[2] for row in rows] == ["moments", "affine", "grad_sums", "dx", "forward", "backward"] * 3
     assert [int(row[3]) for row in rows] == [8] * 6 + [4] * 6 + [2] * 6, done.stdout
     assert all(np.isfinite(float(row[-1])) and float(row[-1]) > 0 for row in rows), done.stdout
+
+
+def test_conv_layers_benchmark_runs():
+    """benchmarks/conv_layers.py runs every layer row at batch 2 (a run, not a timing), with
+    its PyTorch column from a subprocess when PyTorch is installed."""
+    import os
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run([sys.executable, os.path.join(root, "benchmarks", "conv_layers.py"),
+                           "--batch", "2", "--repeats", "1"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    rows = [line for line in done.stdout.splitlines() if line.startswith(("stem", "stage"))]
+    assert len(rows) == 6, done.stdout
+    with_torch = "no torch column" not in done.stdout
+    assert all(len(row.split()) == (8 if with_torch else 6) for row in rows), done.stdout
