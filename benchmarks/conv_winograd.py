@@ -1,14 +1,15 @@
-"""ResNet-20's 3x3 stride-1 convolutions: im2col vs Winograd F(2x2) / F(4x4) vs PyTorch, on the CPU.
+"""ResNet-20's 3x3 stride-1 convolutions: im2col vs Winograd F(2x2) / F(4x4) vs direct vs PyTorch, on the CPU.
 
     python benchmarks/conv_winograd.py [--batch 128] [--repeats 7]
 
 Per layer shape: the median milliseconds of forward + backward (dx and dW) for each
 minires algorithm (minires.ops.winograd.set_conv_algorithm) and for PyTorch, the
-ratios Winograd / im2col and best minires / PyTorch, then the AUTO_WINOGRAD table
-(minires/ops/winograd.py) these figures suggest: the layers where a Winograd variant
+ratios to im2col and best minires / PyTorch, then the AUTO_WINOGRAD table
+(minires/ops/winograd.py) these figures suggest: the layers where another algorithm
 beat im2col by more than 5%.  Run it on a quiet machine: the choice is only as good
 as the timing.  PyTorch runs in its own subprocess (two thread pools in one process
-slow each other down, see resnet20_step.py).
+slow each other down, see resnet20_step.py).  minires gets the layouts its ResNet hands
+a conv: channels-last inputs (the stem's images NCHW) and channels-last upstream gradients.
 """
 import argparse
 import json
@@ -24,7 +25,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # (name, channels in = out, H = W): ResNet-20's 3x3 stride-1 layer shapes (the stem has C_in = 3)
 LAYERS = [("stem 3->16 32x32", 3, 16, 32), ("stage1 16->16 32x32", 16, 16, 32),
           ("stage2 32->32 16x16", 32, 32, 16), ("stage3 64->64 8x8", 64, 64, 8)]
-ALGORITHMS = ("im2col", "winograd2", "winograd4")
+ALGORITHMS = ("im2col", "winograd2", "winograd4", "direct")
+SHORT = {"winograd2": "w2", "winograd4": "w4", "direct": "direct"}       # column headers
 
 
 def layer_data(batch, cin, cout, hw):
@@ -32,6 +34,11 @@ def layer_data(batch, cin, cout, hw):
     return (rng.standard_normal((batch, cin, hw, hw)).astype(np.float32),
             (rng.standard_normal((cout, cin, 3, 3)) * 0.1).astype(np.float32),
             rng.standard_normal((batch, cout, hw, hw)).astype(np.float32))
+
+
+def channels_last(a):
+    """The same NCHW array on channels-last memory (an NCHW view of NHWC data)."""
+    return np.ascontiguousarray(a.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
 
 
 def time_minires(args):
@@ -42,6 +49,8 @@ def time_minires(args):
     times = {}
     for name, cin, cout, hw in LAYERS:
         x_np, w_np, g_np = layer_data(args.batch, cin, cout, hw)
+        g_np = channels_last(g_np)
+        x_np = x_np if cin == 3 else channels_last(x_np)
         x = mr.tensor(x_np, requires_grad=cin != 3)          # the stem needs no input gradient
         w = mr.tensor(w_np, requires_grad=True)
         times[name] = {}
@@ -89,13 +98,14 @@ def main():
           f"median of {args.repeats}; {machine()}")
     print(f"# {cpu_description()}")
     ours, theirs = time_minires(args), torch_times(args)
+    others = ALGORITHMS[1:]
     print(f"{'layer':<22}" + "".join(f"{a:>11}" for a in ALGORITHMS)
-          + f"{'w2/im2col':>11}{'w4/im2col':>11}{'torch':>9}{'best/torch':>11}")
+          + "".join(f"{SHORT[a] + '/im2col':>11}" for a in others) + f"{'torch':>9}{'best/torch':>11}")
     suggested = {}
     for name, cin, cout, hw in LAYERS:
         t = ours[name]
         line = f"{name:<22}" + "".join(f"{t[a]:11.1f}" for a in ALGORITHMS)
-        line += f"{t['winograd2'] / t['im2col']:11.2f}{t['winograd4'] / t['im2col']:11.2f}"
+        line += "".join(f"{t[a] / t['im2col']:11.2f}" for a in others)
         if theirs is not None:
             line += f"{theirs[name]:9.1f}{min(t.values()) / theirs[name]:11.2f}"
         print(line)

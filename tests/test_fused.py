@@ -366,12 +366,15 @@ def test_conv2d_batch_norm_relu_eval_errors_name_the_op(rng):
 @pytest.mark.parametrize("variant", ["original", "relu_only_preact"])
 def test_models_evaluate_with_conv_and_batch_norm_as_one_op(variant, rng, monkeypatch):
     """In evaluation under no_grad the models' conv -> BN pairs run conv2d_batch_norm_relu_eval
-    (the Winograd layers through its epilogue) and give the eager ops' logits; with a graph, or
-    training, or fusion off, they do not."""
+    (the Winograd layers through its epilogue; the stem, a direct convolution, through the
+    op's conv-then-BN path) and give the eager ops' logits; with a graph, or training, or
+    fusion off, they do not."""
     import minires.ops.winograd as winograd
-    calls = []
+    calls, op_calls = [], []
     original = winograd.conv2d_batch_norm_eval
     monkeypatch.setattr(winograd, "conv2d_batch_norm_eval", lambda *a, **k: calls.append(1) or original(*a, **k))
+    op = F.conv2d_batch_norm_relu_eval
+    monkeypatch.setattr(F, "conv2d_batch_norm_relu_eval", lambda *a, **k: op_calls.append(1) or op(*a, **k))
     mr.manual_seed(0)
     model = mr.models.resnet_cifar(8, variant=variant)
     for mod in model.modules():                     # statistics that are not the identity map
@@ -383,15 +386,17 @@ def test_models_evaluate_with_conv_and_batch_norm_as_one_op(variant, rng, monkey
     x = mr.tensor(rng.standard_normal((4, 3, 32, 32)).astype(np.float32))
     with mr.fusion(False), mr.no_grad():
         eager = model(x)
-    assert calls == []
+    assert calls == [] and op_calls == []
     with mr.no_grad():
         fused = model(x)
-    # ResNet-8: the stem and four 3x3 stride-1 convs (original); relu_only_preact fuses its stem only
-    assert len(calls) == (5 if variant == "original" else 1)
+    # ResNet-8 (original): the stem and the six block convs, the four stride-1 ones through the
+    # Winograd epilogue; relu_only_preact fuses its stem only
+    assert (len(op_calls), len(calls)) == ((7, 4) if variant == "original" else (1, 0))
     assert_close(fused, eager, FLOAT32_RTOL, "logits")
     calls.clear()
+    op_calls.clear()
     model(x)                                        # a graph is built: the eager or fused-BN ops
     model.train()
     with mr.no_grad():
         model(x)
-    assert calls == []
+    assert calls == [] and op_calls == []

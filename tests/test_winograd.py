@@ -1,6 +1,7 @@
 """Winograd conv2d (3x3, stride 1, padding 1, CPU): the transforms against slow references,
 forward / dx / dW against the im2col path (float64 to rounding, float32 within stated
-bounds), gradchecks, and which layers the algorithm setting sends down the Winograd path."""
+bounds), gradchecks, and which layers the algorithm setting sends down the Winograd path;
+the same for the direct convolution of the same layers (ops/direct.py, the stem's)."""
 import numpy as np
 import pytest
 
@@ -21,7 +22,7 @@ SHAPES = [(2, 3, 4, 5, 7), (1, 1, 1, 1, 1), (1, 1, 2, 6, 3), (3, 5, 2, 9, 4), (2
 # The transforms' shapes (N, H, W, C): odd sizes run the table-driven kernels; even
 # ones, for m = 2, the written-out F(2x2) kernels (kernels/cpu/winograd.py)
 TRANSFORM_SHAPES = [(2, 5, 7, 3), (1, 1, 1, 2), (1, 4, 8, 1), (2, 6, 4, 5), (1, 2, 2, 3)]
-FLOAT32_BOUND = {"im2col": 1e-6, "winograd2": 2e-6, "winograd4": 2e-5}
+FLOAT32_BOUND = {"im2col": 1e-6, "winograd2": 2e-6, "winograd4": 2e-5, "direct": 1e-6}
 
 
 @pytest.fixture(autouse=True)
@@ -227,10 +228,10 @@ def test_auto_uses_the_per_layer_table(rng, monkeypatch, winograd_calls):
 
 
 def test_auto_table_maps_layer_shapes_to_winograd_algorithms():
-    """(C_in, C_out, H, W) -> winograd2 | winograd4: a typo would silently mean im2col."""
+    """(C_in, C_out, H, W) -> winograd2 | winograd4 | direct: a typo would silently mean im2col."""
     for shape, algorithm in winograd.AUTO_WINOGRAD.items():
         assert len(shape) == 4 and all(isinstance(d, int) and d > 0 for d in shape), shape
-        assert algorithm in winograd.TILE_SIZES, algorithm
+        assert algorithm in (*winograd.TILE_SIZES, "direct"), algorithm
 
 
 @pytest.mark.parametrize("cfg", [dict(stride=2, padding=1), dict(padding=0), dict(padding=2, dilation=2),
@@ -285,3 +286,83 @@ def test_transforms_benchmark_runs():
     rows = [line.split() for line in done.stdout.splitlines() if not line.startswith("#")][1:]
     assert [row[-5] for row in rows] == ["input", "output", "output_bn", "output_grad", "input_grad"] * 3, done.stdout
     assert all(np.isfinite(float(row[-2])) and float(row[-2]) > 0 for row in rows), done.stdout
+
+
+# ------------------------------------------------------------------ the direct convolution
+# (N, C_in, C_out, H, W): the stem's shape, odd sizes, one pixel, more outputs than inputs
+DIRECT_SHAPES = [(2, 3, 16, 8, 8), (2, 5, 3, 7, 9), (1, 1, 1, 1, 1), (3, 2, 4, 1, 6), (1, 4, 2, 3, 3)]
+
+
+@pytest.mark.parametrize("shape", DIRECT_SHAPES)
+def test_direct_float64_equals_im2col(shape):
+    layer = random_layer(shape)
+    expected = forward_backward("im2col", *layer, np.float64)
+    for what, got, ref in zip(("output", "dx", "dW", "db"), forward_backward("direct", *layer, np.float64),
+                              expected):
+        assert_close(got, ref, 1e-12, f"direct {shape} {what}")
+
+
+@pytest.mark.parametrize("shape", [(4, 3, 16, 32, 32), (2, 16, 16, 16, 16), (3, 5, 2, 9, 4)])
+def test_direct_float32_error_bound(shape):
+    layer = random_layer(shape, seed=1)
+    expected = forward_backward("im2col", *layer, np.float64)
+    for what, got, ref in zip(("output", "dx", "dW"), forward_backward("direct", *layer, np.float32), expected):
+        assert_close(got, ref, FLOAT32_BOUND["direct"], f"direct float32 {shape} {what}")
+
+
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("hw", IMAGE_SIZES)
+def test_direct_gradcheck(bias, hw, rng):
+    winograd.set_conv_algorithm("direct")
+    x, w = make(rng, 2, 3, *hw), make(rng, 4, 3, 3, 3)
+    inputs = (x, w, make(rng, 4)) if bias else (x, w)
+    assert mr.gradcheck(lambda x, w, b=None: F.conv2d(x, w, b, padding=1), inputs)
+
+
+def test_direct_gradient_of_one_input_only(rng):
+    """dx without dW (a frozen filter) and dW without dx (the stem's input)."""
+    winograd.set_conv_algorithm("direct")
+    x, w = make(rng, 2, 3, 5, 6), make(rng, 4, 3, 3, 3, requires_grad=False)
+    assert mr.gradcheck(lambda x: F.conv2d(x, w, padding=1), (x,))
+    x, w = make(rng, 2, 3, 5, 6, requires_grad=False), make(rng, 4, 3, 3, 3)
+    assert mr.gradcheck(lambda w: F.conv2d(x, w, padding=1), (w,))
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_direct_reads_any_layout_and_splits_the_images(threads, rng, monkeypatch):
+    """Channels-last input and gradient (what a ResNet hands a conv) give what contiguous
+    NCHW ones give, on one thread and with the images shared across three."""
+    from minires import backend
+    monkeypatch.setattr(backend, "num_threads", lambda: threads)
+    x, w, b, g = random_layer((5, 3, 4, 6, 7))
+    reference = forward_backward("im2col", x, w, b, g, np.float64)
+    cl = lambda a: np.ascontiguousarray(a.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    for got, ref in zip(forward_backward("direct", cl(x), w, b, cl(g), np.float64), reference):
+        assert_close(got, ref, 1e-12, f"direct, channels-last, {threads} threads")
+
+
+@pytest.fixture
+def direct_calls(monkeypatch):
+    """The input shapes conv2d ran the direct path with, in order."""
+    from minires.ops import direct
+    calls, real = [], direct.conv2d
+
+    def spy(x, weight, bias):
+        calls.append(tuple(x.shape))
+        return real(x, weight, bias)
+    monkeypatch.setattr(direct, "conv2d", spy)
+    return calls
+
+
+def test_direct_runs_where_chosen(rng, direct_calls, winograd_calls):
+    conv(rng, padding=1)                                        # auto, not in its table: im2col
+    winograd.set_conv_algorithm("direct")
+    conv(rng, padding=1)
+    conv(rng, stride=2, padding=1)                              # not a layer it applies to
+    assert direct_calls == [(2, 3, 6, 6)] and winograd_calls == []
+
+
+def test_the_cifar_stem_runs_direct_by_default(direct_calls):
+    model = mr.models.resnet_cifar(8)
+    model(mr.tensor(np.zeros((2, 3, 32, 32), np.float32)))
+    assert direct_calls == [(2, 3, 32, 32)]

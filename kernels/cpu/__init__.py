@@ -37,6 +37,11 @@ CPU only, not in __all__ (conv2d's Winograd path, minires/ops/winograd.py; m = 2
     winograd_output_grad(g, m, out) -> dM (a*a, N*TH*TW, K)
     winograd_input_grad(Z, m, out) -> dx (N, H, W, C)     F(2x2), even H and W: winograd_f2_applies
 
+CPU only, not in __all__ (conv2d's direct path for few input channels, minires/ops/direct.py):
+
+    direct_conv3x3(x, weight, out, n0, n1)          out[n0:n1] (N, H, W, K) = conv(x[n0:n1]), 3x3, pad 1
+    direct_conv3x3_filter_grad(x, g, n0, n1) -> dW  Σ over images n0..n1-1, float64 (K, C, 3, 3)
+
 kernel/stride/padding/dilation/out_hw are (h, w) pairs; x is channels-last (N, H, W, C), and a
 row of cols is one output pixel with its taps ordered (channel group, kernel row, kernel column,
 channel of the group) -- columns.py; im2col and col2im write into ``out=`` when given.  CONV_WORKSPACE_BYTES bounds the columns of one chunk of
@@ -91,6 +96,7 @@ from .elementwise import add, add_relu_forward, relu_backward
 from .winograd import (winograd_filter, winograd_filter_grad, winograd_input, winograd_input_grad,
                        winograd_f2_applies, winograd_output, winograd_output_grad,
                        winograd_tile_grid)
+from .direct import direct_conv3x3, direct_conv3x3_filter_grad
 
 __all__ = ["workspace", "matmul", "cross_entropy_forward", "cross_entropy_backward", "sgd_step", "im2col", "col2im", "batch_norm_forward", "batch_norm_backward",
            "batch_norm_update_running", "batch_norm_relu_forward", "batch_norm_relu_backward",

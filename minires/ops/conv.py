@@ -19,12 +19,16 @@ The batch runs in chunks of n images whose columns fit the kernel module's
 workspace (about a core's L2 on the CPU; the whole batch on the GPU), one chunk
 per core at a time.  Columns are recomputed in backward rather than saved:
 ResNet-20's would take ~0.9 GB at batch 128.
+
+On the CPU the 3x3 stride-1 layers may run another algorithm instead, with the same
+arguments, layouts and checks: Winograd (ops/winograd.py, which also says which layers
+run what) or, for few input channels, a direct convolution (ops/direct.py).
 """
 from __future__ import annotations
 
 from .. import backend
 from ..tensor import Tensor
-from . import winograd
+from . import direct, winograd
 from ._util import (check_float, check_rank, check_same_device, check_same_dtype, check_tensor, pair,
                     shape_str)
 
@@ -82,9 +86,11 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     n, c, h, w = x.shape
     c_out, _, kh, kw = weight.shape
 
-    tile = winograd.tile_size(x, weight, stride, padding, dilation, groups)
-    if tile is not None:                  # 3x3 stride-1 layers, when chosen (ops/winograd.py)
-        return winograd.conv2d(x, weight, bias, tile)
+    algorithm = winograd.algorithm_for(x, weight, stride, padding, dilation, groups)
+    if algorithm in winograd.TILE_SIZES:  # 3x3 stride-1 layers, when chosen (ops/winograd.py)
+        return winograd.conv2d(x, weight, bias, winograd.TILE_SIZES[algorithm])
+    if algorithm == "direct":             # the same layers with few input channels (ops/direct.py)
+        return direct.conv2d(x, weight, bias)
 
     xp, K = x.xp, backend.kernels_for(x.xp)
     geometry = ((kh, kw), stride, padding, dilation, (ho, wo))

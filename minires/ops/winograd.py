@@ -27,6 +27,7 @@ environment variable, one of
     im2col     always im2col + GEMM
     winograd2  F(2x2, 3x3) wherever it applies (2.25x fewer multiplies)
     winograd4  F(4x4, 3x3) wherever it applies (4x fewer multiplies)
+    direct     a direct convolution wherever it applies (ops/direct.py: for few input channels)
 
 Accuracy (tests/test_winograd.py): in float64 both equal im2col to ~1e-15 of the
 result's scale; in float32, max |error| / max |float64 result| for the output, dx
@@ -48,7 +49,7 @@ from ..tensor import Tensor
 
 ENV_VAR = "MINIRES_CONV_ALGO"
 TILE_SIZES = {"winograd2": 2, "winograd4": 4}     # algorithm -> output tile m
-ALGORITHMS = ("auto", "im2col", *TILE_SIZES)
+ALGORITHMS = ("auto", "im2col", *TILE_SIZES, "direct")
 
 # The layers "auto" runs as Winograd: (C_in, C_out, H, W) -> algorithm, from
 # benchmarks/conv_winograd.py (it prints the table to put here): the stage layers of
@@ -61,8 +62,10 @@ ALGORITHMS = ("auto", "im2col", *TILE_SIZES)
 # F(2x2) 1071-1171 ms.  F(2x2) is as fast here and ~8x more accurate in float32 (F(4x4)'s
 # larger error moved a float32 ResNet-20's gradients 5 % from the GPU's after two steps),
 # so auto uses F(2x2).
+# The stem runs the direct convolution since 2026-12-04 (ops/direct.py): forward + dW at
+# batch 32 took 1.0 ms against F(2x2)'s 1.9 and im2col's 2.3 (PyTorch 0.7), Zen 5.
 AUTO_WINOGRAD: dict[tuple[int, int, int, int], str] = {
-    (3, 16, 32, 32): "winograd2",
+    (3, 16, 32, 32): "direct",
     (16, 16, 32, 32): "winograd2", (32, 32, 16, 16): "winograd2", (64, 64, 8, 8): "winograd2"}
 
 _chosen = None        # set_conv_algorithm's choice; None: the environment decides
@@ -89,15 +92,20 @@ def conv_algorithm():
     return name
 
 
-def tile_size(x, weight, stride, padding, dilation, groups):
-    """m when conv2d(x, weight, ...) runs as Winograd F(m x m, 3 x 3); None for im2col."""
+def algorithm_for(x, weight, stride, padding, dilation, groups):
+    """The algorithm conv2d(x, weight, ...) runs: im2col, winograd2, winograd4 or direct."""
     if not (x.xp is np and weight.shape[2:] == (3, 3) and stride == (1, 1) and padding == (1, 1)
             and dilation == (1, 1) and groups == 1):               # (conv2d took float32/64 only)
-        return None
+        return "im2col"
     name = conv_algorithm()
     if name == "auto":
         name = AUTO_WINOGRAD.get((x.shape[1], weight.shape[0], *x.shape[2:]), "im2col")
-    return TILE_SIZES.get(name)
+    return name
+
+
+def tile_size(x, weight, stride, padding, dilation, groups):
+    """m when conv2d(x, weight, ...) runs as Winograd F(m x m, 3 x 3); None otherwise."""
+    return TILE_SIZES.get(algorithm_for(x, weight, stride, padding, dilation, groups))
 
 
 def conv2d(x, weight, bias, m):
