@@ -6,6 +6,7 @@ One training step, top to bottom (this is the path to follow through the code):
     logits = model(x)                      models/cifar.py   conv -> batch_norm -> relu -> ... -> linear
                                            ops/conv.py       im2col (kernels/cpu/columns.py) + GEMM
                                            ops/winograd.py   3x3 layers on the CPU: Winograd + GEMMs
+                                           ops/direct.py     the stem (3 input channels): direct
     loss = F.cross_entropy(logits, y)      ops/loss.py
     loss.backward()                        autograd.py       reverse topological walk, += into grads
     optimizer.step(); scheduler.step()     optim/
