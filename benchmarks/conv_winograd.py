@@ -1,6 +1,6 @@
 """ResNet-20's 3x3 stride-1 convolutions: im2col vs Winograd F(2x2) / F(4x4) vs direct vs PyTorch, on the CPU.
 
-    python benchmarks/conv_winograd.py [--batch 128] [--repeats 7]
+    python benchmarks/conv_winograd.py [--batch 128] [--repeats 7] [--images cifar10|fashion-mnist]
 
 Per layer shape: the median milliseconds of forward + backward (dx and dW) for each
 minires algorithm (minires.ops.winograd.set_conv_algorithm) and for PyTorch, the
@@ -22,9 +22,13 @@ import numpy as np
 from _timing import cpu_description, machine, median_ms
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-# (name, channels in = out, H = W): ResNet-20's 3x3 stride-1 layer shapes (the stem has C_in = 3)
-LAYERS = [("stem 3->16 32x32", 3, 16, 32), ("stage1 16->16 32x32", 16, 16, 32),
-          ("stage2 32->32 16x16", 32, 32, 16), ("stage3 64->64 8x8", 64, 64, 8)]
+# (name, channels in, channels out, H = W): a CIFAR ResNet's 3x3 stride-1 layer shapes (the
+# stem has C_in = 3), or those of the same ResNet on Fashion-MNIST's 28x28 greyscale images
+IMAGE_LAYERS = {
+    "cifar10": [("stem 3->16 32x32", 3, 16, 32), ("stage1 16->16 32x32", 16, 16, 32),
+                ("stage2 32->32 16x16", 32, 32, 16), ("stage3 64->64 8x8", 64, 64, 8)],
+    "fashion-mnist": [("stem 1->16 28x28", 1, 16, 28), ("stage1 16->16 28x28", 16, 16, 28),
+                      ("stage2 32->32 14x14", 32, 32, 14), ("stage3 64->64 7x7", 64, 64, 7)]}
 ALGORITHMS = ("im2col", "winograd2", "winograd4", "direct")
 SHORT = {"winograd2": "w2", "winograd4": "w4", "direct": "direct"}       # column headers
 
@@ -47,11 +51,12 @@ def time_minires(args):
     from minires.nn import functional as F
     from minires.ops import winograd
     times = {}
-    for name, cin, cout, hw in LAYERS:
+    for name, cin, cout, hw in IMAGE_LAYERS[args.images]:
         x_np, w_np, g_np = layer_data(args.batch, cin, cout, hw)
         g_np = channels_last(g_np)
-        x_np = x_np if cin == 3 else channels_last(x_np)
-        x = mr.tensor(x_np, requires_grad=cin != 3)          # the stem needs no input gradient
+        stem = name.startswith("stem")                       # reads the images; needs no input gradient
+        x_np = x_np if stem else channels_last(x_np)
+        x = mr.tensor(x_np, requires_grad=not stem)
         w = mr.tensor(w_np, requires_grad=True)
         times[name] = {}
         for algorithm in ALGORITHMS:
@@ -65,9 +70,9 @@ def time_torch(args):
     """{layer name: ms of forward + backward} in PyTorch; run in a subprocess of its own."""
     import torch
     times = {}
-    for name, cin, cout, hw in LAYERS:
+    for name, cin, cout, hw in IMAGE_LAYERS[args.images]:
         x_np, w_np, g_np = layer_data(args.batch, cin, cout, hw)
-        tx = torch.tensor(x_np, requires_grad=cin != 3)
+        tx = torch.tensor(x_np, requires_grad=not name.startswith("stem"))
         tw, tg = torch.tensor(w_np, requires_grad=True), torch.tensor(g_np)
         times[name] = median_ms(lambda: torch.nn.functional.conv2d(tx, tw, padding=1).backward(tg), args.repeats)
     return times
@@ -76,7 +81,7 @@ def time_torch(args):
 def torch_times(args):
     """PyTorch's times from a subprocess, or None when PyTorch is not installed."""
     cmd = [sys.executable, os.path.join(HERE, "conv_winograd.py"), "--torch-only",
-           "--batch", str(args.batch), "--repeats", str(args.repeats)]
+           "--batch", str(args.batch), "--repeats", str(args.repeats), "--images", args.images]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         if "No module named 'torch'" in done.stderr:
@@ -88,6 +93,8 @@ def torch_times(args):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--images", choices=sorted(IMAGE_LAYERS), default="cifar10",
+                    help="whose ResNet layer shapes (default: %(default)s)")
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--torch-only", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -95,17 +102,17 @@ def main():
         print(json.dumps(time_torch(args)))
         return
     print(f"# conv2d 3x3 stride 1 pad 1, forward + backward, batch {args.batch}, float32, "
-          f"median of {args.repeats}; {machine()}")
+          f"median of {args.repeats}; {args.images} layers; {machine()}")
     print(f"# {cpu_description()}")
     ours, theirs = time_minires(args), torch_times(args)
     others = ALGORITHMS[1:]
     print(f"{'layer':<22}" + "".join(f"{a:>11}" for a in ALGORITHMS)
-          + "".join(f"{SHORT[a] + '/im2col':>11}" for a in others) + f"{'torch':>9}{'best/torch':>11}")
+          + "".join(f"{SHORT[a] + '/im2col':>14}" for a in others) + f"{'torch':>9}{'best/torch':>11}")
     suggested = {}
-    for name, cin, cout, hw in LAYERS:
+    for name, cin, cout, hw in IMAGE_LAYERS[args.images]:
         t = ours[name]
         line = f"{name:<22}" + "".join(f"{t[a]:11.1f}" for a in ALGORITHMS)
-        line += "".join(f"{t[a] / t['im2col']:11.2f}" for a in others)
+        line += "".join(f"{t[a] / t['im2col']:14.2f}" for a in others)
         if theirs is not None:
             line += f"{theirs[name]:9.1f}{min(t.values()) / theirs[name]:11.2f}"
         print(line)
