@@ -23,12 +23,17 @@ from _timing import cpu_description, machine, median_ms
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # (name, channels in, channels out, H = W): a CIFAR ResNet's 3x3 stride-1 layer shapes (the
-# stem has C_in = 3), or those of the same ResNet on Fashion-MNIST's 28x28 greyscale images
+# stem has C_in = 3), those of the same ResNet on Fashion-MNIST's 28x28 greyscale images, or
+# those of d2l's ResNet-18
 IMAGE_LAYERS = {
     "cifar10": [("stem 3->16 32x32", 3, 16, 32), ("stage1 16->16 32x32", 16, 16, 32),
                 ("stage2 32->32 16x16", 32, 32, 16), ("stage3 64->64 8x8", 64, 64, 8)],
     "fashion-mnist": [("stem 1->16 28x28", 1, 16, 28), ("stage1 16->16 28x28", 16, 16, 28),
-                      ("stage2 32->32 14x14", 32, 32, 14), ("stage3 64->64 7x7", 64, 64, 7)]}
+                      ("stage2 32->32 14x14", 32, 32, 14), ("stage3 64->64 7x7", 64, 64, 7)],
+    # d2l's ResNet-18 on Fashion-MNIST resized to 96x96 (demos/d2l_resnet18.py): its stem is
+    # 7x7 / 2, so its 3x3 stride-1 layers start at 24x24
+    "d2l-resnet18": [("b2 64->64 24x24", 64, 64, 24), ("b3 128->128 12x12", 128, 128, 12),
+                     ("b4 256->256 6x6", 256, 256, 6), ("b5 512->512 3x3", 512, 512, 3)]}
 ALGORITHMS = ("im2col", "winograd2", "winograd4", "direct")
 SHORT = {"winograd2": "w2", "winograd4": "w4", "direct": "direct"}       # column headers
 

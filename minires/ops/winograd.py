@@ -68,10 +68,13 @@ ALGORITHMS = ("auto", "im2col", *TILE_SIZES, "direct")
 # fashion-mnist`, batch 128, 2026-12-04, Zen 5): stem direct 1.3 ms against im2col's 3.9;
 # 16 channels at 28x28 F(2x2) 8.6 against 15.5, 32 at 14x14 5.6 against 9.4; at 7x7 F(2x2)
 # was within 5 % of im2col (6.2 against 6.5) and F(4x4) is too inexact, so im2col stays.
+# d2l's ResNet-18 at 96x96 (`--images d2l-resnet18`, batch 64, same day): F(2x2) took 0.54 /
+# 0.62 / 0.80 of im2col's time at 24x24 / 12x12 / 6x6; at 3x3 (512 channels) 1.61, so im2col.
 AUTO_WINOGRAD: dict[tuple[int, int, int, int], str] = {
     (3, 16, 32, 32): "direct",
     (16, 16, 32, 32): "winograd2", (32, 32, 16, 16): "winograd2", (64, 64, 8, 8): "winograd2",
-    (1, 16, 28, 28): "direct", (16, 16, 28, 28): "winograd2", (32, 32, 14, 14): "winograd2"}
+    (1, 16, 28, 28): "direct", (16, 16, 28, 28): "winograd2", (32, 32, 14, 14): "winograd2",
+    (64, 64, 24, 24): "winograd2", (128, 128, 12, 12): "winograd2", (256, 256, 6, 6): "winograd2"}
 
 _chosen = None        # set_conv_algorithm's choice; None: the environment decides
 
