@@ -31,7 +31,7 @@ PRESETS = {
     "smoke": dict(RECIPE, about="32 images at 32x32, 2 iterations", resize=32, epochs=None,
                   iterations=2, batch_size=16, limit_train=32, limit_test=32, eval_batch_size=32),
     "quick": dict(RECIPE, about="the first 2,048 training and 1,000 test images at 96x96, 4 epochs "
-                  "(32 iterations): ~5 min for minires and ~3 min for PyTorch on 2 quiet cores",
+                  "(32 iterations): ~2 min of epochs each for minires and PyTorch on 2 quiet cores",
                   epochs=4, limit_train=2048, limit_test=1000),
     "full": dict(RECIPE, about="the book's recipe: all 60,000 / 10,000 images at 96x96, 10 epochs"),
 }
