@@ -14,6 +14,23 @@ def median_ms(fn, repeats=5, warmup=2):
     return statistics.median(times)
 
 
+def torch_subprocess(script, *args):
+    """The JSON a benchmark script prints when run as ``script --torch-only ARGS`` in a
+    process of its own (PyTorch's OpenMP threads, spinning after each of its calls, would
+    slow minires down in a shared one), or None when PyTorch is not installed."""
+    import json
+    import os
+    import subprocess
+    import sys
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), script)
+    done = subprocess.run([sys.executable, path, "--torch-only", *args], capture_output=True, text=True)
+    if done.returncode != 0:
+        if "No module named 'torch'" in done.stderr:
+            return None
+        raise RuntimeError(f"{script}: the PyTorch subprocess failed:\n{done.stderr}")
+    return json.loads(done.stdout)
+
+
 def try_import_torch():
     try:
         import torch

@@ -16,15 +16,11 @@ the two cores while minires computes, and that had made every minires layer look
 """
 import argparse
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 
-from _timing import machine, median_ms
+from _timing import machine, median_ms, torch_subprocess
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 # (name, C_in, C_out, H=W of the input, stride) -- one row per distinct shape
 LAYERS = [("stem 3->16 32x32", 3, 16, 32, 1), ("stage1 16->16 32x32", 16, 16, 32, 1),
           ("stage2 16->32 /2", 16, 32, 32, 2), ("stage2 32->32 16x16", 32, 32, 16, 1),
@@ -92,14 +88,8 @@ def time_torch(args):
 
 def torch_times(args):
     """PyTorch's times from a subprocess, or None when PyTorch is not installed."""
-    cmd = [sys.executable, os.path.join(HERE, "conv_layers.py"), "--torch-only", "--batch", str(args.batch),
-           "--device", args.device, "--repeats", str(args.repeats)]
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    if done.returncode != 0:
-        if "No module named 'torch'" in done.stderr:
-            return None
-        raise RuntimeError(f"conv_layers.py: the PyTorch subprocess failed:\n{done.stderr}")
-    return json.loads(done.stdout)
+    return torch_subprocess("conv_layers.py", "--batch", str(args.batch), "--device", args.device,
+                            "--repeats", str(args.repeats))
 
 
 def main():

@@ -13,15 +13,11 @@ a conv: channels-last inputs (the stem's images NCHW) and channels-last upstream
 """
 import argparse
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 
-from _timing import cpu_description, machine, median_ms
+from _timing import cpu_description, machine, median_ms, torch_subprocess
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 # (name, channels in, channels out, H = W): a CIFAR ResNet's 3x3 stride-1 layer shapes (the
 # stem has C_in = 3), those of the same ResNet on Fashion-MNIST's 28x28 greyscale images, or
 # those of d2l's ResNet-18
@@ -85,14 +81,8 @@ def time_torch(args):
 
 def torch_times(args):
     """PyTorch's times from a subprocess, or None when PyTorch is not installed."""
-    cmd = [sys.executable, os.path.join(HERE, "conv_winograd.py"), "--torch-only",
-           "--batch", str(args.batch), "--repeats", str(args.repeats), "--images", args.images]
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    if done.returncode != 0:
-        if "No module named 'torch'" in done.stderr:
-            return None
-        raise RuntimeError(f"conv_winograd.py: the PyTorch subprocess failed:\n{done.stderr}")
-    return json.loads(done.stdout)
+    return torch_subprocess("conv_winograd.py", "--batch", str(args.batch), "--repeats", str(args.repeats),
+                            "--images", args.images)
 
 
 def main():
