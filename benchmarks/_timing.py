@@ -14,6 +14,13 @@ def median_ms(fn, repeats=5, warmup=2):
     return statistics.median(times)
 
 
+def channels_last(a):
+    """The same NCHW array on channels-last memory (an NCHW view of NHWC data): the layout
+    minires's ResNets hand a conv (ops/conv.py)."""
+    import numpy as np
+    return np.ascontiguousarray(a.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+
+
 def torch_subprocess(script, *args):
     """The JSON a benchmark script prints when run as ``script --torch-only ARGS`` in a
     process of its own (PyTorch's OpenMP threads, spinning after each of its calls, would

@@ -19,7 +19,7 @@ import json
 
 import numpy as np
 
-from _timing import machine, median_ms, torch_subprocess
+from _timing import channels_last, machine, median_ms, torch_subprocess
 
 # (name, C_in, C_out, H=W of the input, stride) -- one row per distinct shape
 LAYERS = [("stem 3->16 32x32", 3, 16, 32, 1), ("stage1 16->16 32x32", 16, 16, 32, 1),
@@ -33,11 +33,6 @@ def layer_data(batch, cin, cout, hw, stride):
     return (rng.standard_normal((batch, cin, hw, hw)).astype(np.float32),
             (rng.standard_normal((cout, cin, 3, 3)) * 0.1).astype(np.float32),
             rng.standard_normal((batch, cout, hw // stride, hw // stride)).astype(np.float32))
-
-
-def channels_last(a):
-    """The same NCHW array on channels-last memory (an NCHW view of NHWC data)."""
-    return np.ascontiguousarray(a.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
 
 
 def time_minires(args):

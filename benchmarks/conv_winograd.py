@@ -16,7 +16,7 @@ import json
 
 import numpy as np
 
-from _timing import cpu_description, machine, median_ms, torch_subprocess
+from _timing import channels_last, cpu_description, machine, median_ms, torch_subprocess
 
 # (name, channels in, channels out, H = W): a CIFAR ResNet's 3x3 stride-1 layer shapes (the
 # stem has C_in = 3), those of the same ResNet on Fashion-MNIST's 28x28 greyscale images, or
@@ -39,11 +39,6 @@ def layer_data(batch, cin, cout, hw):
     return (rng.standard_normal((batch, cin, hw, hw)).astype(np.float32),
             (rng.standard_normal((cout, cin, 3, 3)) * 0.1).astype(np.float32),
             rng.standard_normal((batch, cout, hw, hw)).astype(np.float32))
-
-
-def channels_last(a):
-    """The same NCHW array on channels-last memory (an NCHW view of NHWC data)."""
-    return np.ascontiguousarray(a.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
 
 
 def time_minires(args):

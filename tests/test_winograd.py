@@ -333,12 +333,28 @@ def test_direct_reads_any_layout_and_splits_the_images(threads, rng, monkeypatch
     """Channels-last input and gradient (what a ResNet hands a conv) give what contiguous
     NCHW ones give, on one thread and with the images shared across three."""
     from minires import backend
+    from minires.kernels.cpu import rows
     monkeypatch.setattr(backend, "num_threads", lambda: threads)
+    monkeypatch.setattr(rows, "SPLIT_BYTES", 0)                 # split even these small images
     x, w, b, g = random_layer((5, 3, 4, 6, 7))
     reference = forward_backward("im2col", x, w, b, g, np.float64)
     cl = lambda a: np.ascontiguousarray(a.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
     for got, ref in zip(forward_backward("direct", cl(x), w, b, cl(g), np.float64), reference):
         assert_close(got, ref, 1e-12, f"direct, channels-last, {threads} threads")
+
+
+def test_direct_kernels_refuse_shapes_they_would_index_past():
+    """The kernels index without bounds checks, so their wrappers check the shapes."""
+    x, w = np.zeros((2, 3, 5, 5)), np.zeros((4, 3, 3, 3))
+    with pytest.raises(ValueError, match=r"^direct_conv3x3: expected x \(N, C, H, W\) and a \(K, C, 3, 3\)"):
+        cpu.direct_conv3x3(x, np.zeros((4, 2, 3, 3)))
+    with pytest.raises(ValueError, match=r"^direct_conv3x3: .*got x \(3, 5, 5\)"):
+        cpu.direct_conv3x3(x[0], w)
+    with pytest.raises(ValueError, match=r"^direct_conv3x3_filter_grad: expected the gradient as "
+                                         r"\(N, H, W, K\) = \(2, 5, 5, 4\), got \(2, 4, 5, 5\)"):
+        cpu.direct_conv3x3_filter_grad(x, np.zeros((2, 4, 5, 5)), 4)
+    assert cpu.direct_conv3x3(x, w).shape == (2, 5, 5, 4)
+    assert cpu.direct_conv3x3_filter_grad(x, np.zeros((2, 5, 5, 4)), 4).shape == (4, 3, 3, 3)
 
 
 @pytest.fixture

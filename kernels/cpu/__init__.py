@@ -39,8 +39,8 @@ CPU only, not in __all__ (conv2d's Winograd path, minires/ops/winograd.py; m = 2
 
 CPU only, not in __all__ (conv2d's direct path for few input channels, minires/ops/direct.py):
 
-    direct_conv3x3(x, weight, out, n0, n1)          out[n0:n1] (N, H, W, K) = conv(x[n0:n1]), 3x3, pad 1
-    direct_conv3x3_filter_grad(x, g, n0, n1) -> dW  Σ over images n0..n1-1, float64 (K, C, 3, 3)
+    direct_conv3x3(x, weight) -> (N, H, W, K)       conv(x, weight), 3x3, padding 1; x (N, C, H, W)
+    direct_conv3x3_filter_grad(x, g, K) -> dW       (K, C, 3, 3); g (N, H, W, K)
 
 kernel/stride/padding/dilation/out_hw are (h, w) pairs; x is channels-last (N, H, W, C), and a
 row of cols is one output pixel with its taps ordered (channel group, kernel row, kernel column,

@@ -110,7 +110,8 @@ def _backward_planes(g, x, y, mean, invstd, gamma, dx, dgamma, dbeta, relu):
 # of the (M/R, R·C) view -- free on contiguous memory -- so with the per-channel vectors
 # tiled R times every kernel below runs unchanged on rows of R·C lanes, and per-lane
 # sums are folded back to channels.  One core, in cache, 32768 x 16 float32, R = 8:
-# affine 131 -> 50 µs, dx 214 -> 128, moments 76 -> 39 (docs/benchmarks.md).
+# affine 98.9 -> 49.2 µs, dx 171.4 -> 124.3, moments 64.1 -> 34.7 (benchmarks/batchnorm_rows.py,
+# docs/benchmarks.md).
 WIDE_ROW = 128          # the lanes a widened row aims at
 
 

@@ -11,6 +11,8 @@ row are computed and dropped):
               (g laid on the same grid, zeros in its pad columns)
     dx        the forward on g with w'[c, k] = w[k, c, ::-1, ::-1] (ops/direct.py)
 
+Each thread takes a range of images (rows.over_rows: the calling thread alone for small batches).
+
 The forward takes a channel's nine taps in one pass, so that out[k] is loaded and stored
 once per input channel; dW keeps its nine sums in registers.  Indices are unsigned so that
 LLVM vectorises the q loops: with signed ones (checked for wrap-around on every access) a
@@ -19,6 +21,8 @@ together (Zen 5).
 """
 import numpy as np
 from numba import njit, uint64
+
+from .rows import over_rows
 
 
 @njit(nogil=True, cache=True)
@@ -32,8 +36,38 @@ def _pad_image(x, n, xpad, pitch):
                 xpad[c, base + i] = x[n, c, y, i]
 
 
+def _check(op, x, weight_shape, g=None):
+    """The shapes the kernels index without bounds checks (a wrong one would write past an array)."""
+    if x.ndim != 4 or len(weight_shape) != 4 or tuple(weight_shape[1:]) != (x.shape[1], 3, 3):
+        raise ValueError(f"{op}: expected x (N, C, H, W) and a (K, C, 3, 3) filter, got x "
+                         f"{tuple(x.shape)} and filter {tuple(weight_shape)}")
+    n, _, h, w = x.shape
+    if g is not None and tuple(g.shape) != (n, h, w, weight_shape[0]):
+        raise ValueError(f"{op}: expected the gradient as (N, H, W, K) = {(n, h, w, weight_shape[0])}, "
+                         f"got {tuple(g.shape)}")
+
+
+def direct_conv3x3(x, weight):
+    """conv(x, weight), 3x3, stride 1, padding 1: x (N, C, H, W) any layout, weight (K, C, 3, 3)
+    -> (N, H, W, K), C-contiguous (channels-last); the images shared across the threads."""
+    _check("direct_conv3x3", x, weight.shape)
+    weight = np.ascontiguousarray(weight, dtype=x.dtype)
+    n, _, h, w = x.shape
+    out = np.empty((n, h, w, weight.shape[0]), dtype=x.dtype)
+    over_rows(lambda n0, n1: _forward_images(x, weight, out, n0, n1), n, x.nbytes + out.nbytes)
+    return out
+
+
+def direct_conv3x3_filter_grad(x, g, k_out):
+    """dW (K, C, 3, 3) in x's dtype of conv(x, ·) for the upstream gradient g (N, H, W, K), any
+    layouts; float64 sums per thread's images, added in order."""
+    _check("direct_conv3x3_filter_grad", x, (k_out, *x.shape[1:2], 3, 3), g)
+    partial = over_rows(lambda n0, n1: _filter_grad_images(x, g, n0, n1), x.shape[0], x.nbytes + g.nbytes)
+    return sum(partial[1:], partial[0]).astype(x.dtype)
+
+
 @njit(nogil=True, cache=True, fastmath=True)
-def direct_conv3x3(x, weight, out, n0, n1):
+def _forward_images(x, weight, out, n0, n1):
     """out[n] = conv(x[n], weight) for images n0..n1-1: x (N, C, H, W) any layout, weight
     (K, C, 3, 3), out (N, H, W, K) channels-last."""
     _, c_in, h, w = x.shape
@@ -66,7 +100,7 @@ def direct_conv3x3(x, weight, out, n0, n1):
 
 
 @njit(nogil=True, cache=True, fastmath=True)
-def direct_conv3x3_filter_grad(x, g, n0, n1):
+def _filter_grad_images(x, g, n0, n1):
     """Σ over images n0..n1-1 of dW (K, C, 3, 3), float64: x (N, C, H, W) any layout, g
     (N, H, W, K) any layout (the upstream gradient)."""
     _, c_in, h, w = x.shape

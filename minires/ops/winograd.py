@@ -51,7 +51,7 @@ ENV_VAR = "MINIRES_CONV_ALGO"
 TILE_SIZES = {"winograd2": 2, "winograd4": 4}     # algorithm -> output tile m
 ALGORITHMS = ("auto", "im2col", *TILE_SIZES, "direct")
 
-# The layers "auto" runs as Winograd: (C_in, C_out, H, W) -> algorithm, from
+# The layers "auto" runs as Winograd or direct: (C_in, C_out, H, W) -> algorithm, from
 # benchmarks/conv_winograd.py (it prints the table to put here): the stage layers of
 # CIFAR ResNets, and since the faster transforms of 2026-12-02 the stem (C_in = 3; it
 # had been 1.4x slower as Winograd): its forward + dW at batch 128 took 8.7 ms as F(2x2)
