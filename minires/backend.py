@@ -177,13 +177,33 @@ def set_num_threads(n: int):
         _pool = None
 
 
-def batch_chunks(xp, n, most):
+# A convolution's images are shared across the threads only when each thread gets at least
+# this many of the forward's multiply-adds (counted as a direct convolution's, N·K·C·9·H·W
+# for a 3x3 layer, whatever the algorithm; the backward follows the forward's choice):
+# below it the fork-join's hand-over (minires/forkjoin.py) and the activations that then
+# cross between the cores' caches cost more than the second core saves.  A CIFAR ResNet's
+# 3x3 layers do 2.4 M per image (1.2 M the stride-2 ones), so at batch 2 every layer runs
+# on one thread, the stride-2 ones up to batch 5.  ResNet-20 steps on 2 cores, Zen 5,
+# 2026-12-04 (a throwaway script: the thresholds alternated in one process, min ms of 48
+# steps each, always split / 3 M / never split): training at batch 2
+# 6.94 / 6.46 / 6.34, 3 7.0 / 7.1 / 6.8, 5 8.4 / 8.5 / 9.5, 6 9.6 / 9.2 / 11.0; evaluation
+# at 2 2.02 / 1.88 / 1.89, 4 2.29 / 2.27 / 2.55, 8 3.08 / 3.14 / 4.02.
+CONV_SPLIT_MACS = 3_000_000
+
+
+def conv_splits(xp, macs):
+    """Whether a convolution of ``macs`` multiply-adds shares its images across the CPU threads."""
+    return xp is np and macs >= CONV_SPLIT_MACS * num_threads()
+
+
+def batch_chunks(xp, n, most, split=True):
     """[(n0, n1), ...]: images 0..n-1 in chunks of at most ``most`` images, near-equal in
-    size and, on the CPU, as many as a multiple of the threads (or n), so that
-    ``parallel_for``'s shares are even.  Cutting 32 images into chunks of at most 27 as
-    27 + 5 left one core idle most of the time; this cuts them as 16 + 16."""
+    size and, on the CPU when the work is split (``conv_splits``), as many as a multiple
+    of the threads (or n), so that ``parallel_for``'s shares are even.  Cutting 32 images
+    into chunks of at most 27 as 27 + 5 left one core idle most of the time; this cuts
+    them as 16 + 16."""
     count = -(-n // max(1, most))
-    if xp is np:
+    if xp is np and split:
         threads = num_threads()
         count = min(n, -(-count // threads) * threads)
     size, extra = divmod(n, count)
@@ -193,17 +213,18 @@ def batch_chunks(xp, n, most):
     return list(zip(bounds[:-1], bounds[1:]))
 
 
-def parallel_for(xp, worker, items, together=False):
+def parallel_for(xp, worker, items, together=False, split=True):
     """Run ``worker(share)`` over interleaved shares of ``items``; a list of the results.
 
     CPU: one share per thread, each running single-threaded BLAS (kernels/cpu holds
     BLAS to one thread).  GPU (or a single item): one call on all items -- the device
     is parallel already.  together=True: every share runs on a thread of its own at the
     same time, or nothing runs and the result is None (minires.forkjoin.ForkJoinPool.run).
+    split=False: one call on all items on the calling thread (work too small to share).
     """
     global _pool
     items = list(items)
-    threads = min(num_threads(), len(items))
+    threads = min(num_threads(), len(items)) if split else 1
     if xp is not np or threads <= 1:
         return None if together else [worker(items)]
     if _pool is None or _pool.threads != num_threads():

@@ -134,9 +134,12 @@ def test_conv2d(cfg, bias, rng, device):
     check(lambda x, w, b=None: F.conv2d(x, w, b, **cfg), *inputs)
 
 
-def test_conv2d_in_several_chunks_matches_one(rng, monkeypatch):
+@pytest.mark.parametrize("threads", [1, 3])
+def test_conv2d_in_several_chunks_matches_one(threads, rng, monkeypatch):
     """The CPU path splits the batch into cache-sized chunks over threads; the
-    result must not depend on the split."""
+    result must not depend on the split (forced here: the layer is far below
+    backend.CONV_SPLIT_MACS)."""
+    from minires import backend
     from minires.kernels import cpu
     x, w = make(rng, 5, 3, 6, 6), make(rng, 4, 3, 3, 3)
     g = rng.standard_normal((5, 4, 3, 3))
@@ -145,6 +148,8 @@ def test_conv2d_in_several_chunks_matches_one(rng, monkeypatch):
     ref = whole.numpy(), x.grad.numpy().copy(), w.grad.numpy().copy()
     x.grad = w.grad = None
     monkeypatch.setattr(cpu, "CONV_WORKSPACE_BYTES", 1)        # one image per chunk
+    monkeypatch.setattr(backend, "num_threads", lambda: threads)
+    monkeypatch.setattr(backend, "CONV_SPLIT_MACS", 0)
     split = F.conv2d(x, w, stride=2, padding=1)
     split.backward(g)
     for a, b in zip((split.numpy(), x.grad.numpy(), w.grad.numpy()), ref):

@@ -180,15 +180,48 @@ def test_gradient_of_one_input_only(m, hw, rng):
     assert mr.gradcheck(lambda w: F.conv2d(x, w, padding=1), (w,))
 
 
+@pytest.mark.parametrize("threads", [1, 3])
 @pytest.mark.parametrize("m", TILES)
 @pytest.mark.parametrize("hw", [(6, 7), (6, 4)])
-def test_in_several_chunks_matches_one(m, hw, rng, monkeypatch):
+def test_in_several_chunks_matches_one(m, hw, threads, rng, monkeypatch):
+    """One image per chunk, the chunks on the calling thread or shared across three
+    (these layers are far below backend.CONV_SPLIT_MACS, so the split is forced)."""
+    from minires import backend
     winograd.set_conv_algorithm(ALGORITHM[m])
     layer = random_layer((5, 3, 4, *hw))
     whole = forward_backward(ALGORITHM[m], *layer, np.float64)
     monkeypatch.setattr(cpu, "CONV_WORKSPACE_BYTES", 1)        # one image per chunk
+    monkeypatch.setattr(backend, "num_threads", lambda: threads)
+    monkeypatch.setattr(backend, "CONV_SPLIT_MACS", 0)
     for got, ref in zip(forward_backward(ALGORITHM[m], *layer, np.float64), whole):
         np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("algorithm", ["im2col", "winograd2"])
+@pytest.mark.parametrize("n,split", [(2, False), (3, True), (32, True)])
+def test_small_convolutions_stay_on_the_calling_thread(algorithm, n, split, monkeypatch):
+    """A CIFAR stage-1 layer (16 -> 16 channels, 32x32: 2.4 M multiply-adds per image) shares
+    its images across two threads from 3 images on (backend.CONV_SPLIT_MACS = 3 M per
+    thread); at batch 2 the forward and the backward run on the calling thread (Winograd's
+    in one chunk of both images: its chunks hold 4) -- a fork-join there cost more than
+    it saved."""
+    from minires import backend
+    monkeypatch.setattr(backend, "num_threads", lambda: 2)
+    monkeypatch.setattr(backend, "CONV_SPLIT_MACS", 3_000_000)
+    calls, real = [], backend.parallel_for
+    monkeypatch.setattr(backend, "parallel_for",
+                        lambda xp, worker, items, together=False, split=True:
+                        calls.append((split, list(items))) or real(xp, worker, items, together, split))
+    winograd.set_conv_algorithm(algorithm)
+    rng = np.random.default_rng(n)
+    x = mr.tensor(rng.standard_normal((n, 16, 32, 32)).astype(np.float32), requires_grad=True)
+    w = mr.tensor(rng.standard_normal((16, 16, 3, 3)).astype(np.float32), requires_grad=True)
+    F.conv2d(x, w, padding=1).backward(np.ones((n, 16, 32, 32), np.float32))
+    assert [s for s, _ in calls] == [split, split], calls          # forward, backward
+    chunks = calls[0][1]
+    assert chunks[0][0] == 0 and chunks[-1][1] == n
+    if not split and algorithm == "winograd2":
+        assert chunks == [(0, n)], chunks
 
 
 # ------------------------------------------------------------------ which path runs
@@ -265,12 +298,16 @@ def test_batch_chunks_cover_the_batch_in_even_shares(n, most, monkeypatch):
     at most 27 used to be 27 + 5, one core idle."""
     from minires import backend
     monkeypatch.setattr(backend, "_threads", 2)
-    chunks = backend.batch_chunks(np, n, most)
-    assert chunks[0][0] == 0 and chunks[-1][1] == n
-    assert all(a[1] == b[0] for a, b in zip(chunks, chunks[1:]))
-    sizes = [b - a for a, b in chunks]
-    assert max(sizes) <= most and max(sizes) - min(sizes) <= 1
-    assert len(chunks) % 2 == 0 or len(chunks) == n
+    for split in (True, False):
+        chunks = backend.batch_chunks(np, n, most, split)
+        assert chunks[0][0] == 0 and chunks[-1][1] == n
+        assert all(a[1] == b[0] for a, b in zip(chunks, chunks[1:]))
+        sizes = [b - a for a, b in chunks]
+        assert max(sizes) <= most and max(sizes) - min(sizes) <= 1
+        if split:
+            assert len(chunks) % 2 == 0 or len(chunks) == n
+        else:                            # one thread: as few chunks as the bound allows
+            assert len(chunks) == -(-n // most)
 
 
 def test_transforms_benchmark_runs():
