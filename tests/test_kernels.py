@@ -1,5 +1,7 @@
 """Kernels against slow, obviously-correct references, through the one kernel interface
 (CPU: Numba; GPU, mirrored: CUDA).  Odd shapes on purpose."""
+import re
+
 import numpy as np
 import pytest
 
@@ -336,6 +338,25 @@ def test_batch_norm_rows_benchmark_runs():
     assert [row[2] for row in rows] == ["moments", "affine", "grad_sums", "dx", "forward", "backward"] * 3
     assert [int(row[3]) for row in rows] == [8] * 6 + [4] * 6 + [2] * 6, done.stdout
     assert all(np.isfinite(float(row[-1])) and float(row[-1]) > 0 for row in rows), done.stdout
+
+
+def test_conv_split_benchmark_runs():
+    """benchmarks/conv_split.py times a batch-2 and a batch-4 step under each of its three
+    thresholds (one round of one step: a run, not a timing) and prints finite times."""
+    import os
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run([sys.executable, os.path.join(root, "benchmarks", "conv_split.py"),
+                           "--batches", "2,4", "--rounds", "1", "--steps", "1"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    rows = [line for line in done.stdout.splitlines() if line.startswith("batch")]
+    assert [row.split()[1] for row in rows] == ["2", "4"], done.stdout
+    for row in rows:
+        cells = re.findall(r"(\S+) M: +([\d.]+) / +([\d.]+)", row)
+        assert [c[0] for c in cells] == ["0", "3", "inf"], row
+        assert all(float(v) > 0 for c in cells for v in c[1:]), row
 
 
 def test_conv_layers_benchmark_runs():
