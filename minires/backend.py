@@ -183,11 +183,11 @@ def set_num_threads(n: int):
 # below it the fork-join's hand-over (minires/forkjoin.py) and the activations that then
 # cross between the cores' caches cost more than the second core saves.  A CIFAR ResNet's
 # 3x3 layers do 2.4 M per image (1.2 M the stride-2 ones), so at batch 2 every layer runs
-# on one thread, the stride-2 ones up to batch 5.  ResNet-20 steps on 2 cores, Zen 5,
-# 2026-12-04 (a throwaway script: the thresholds alternated in one process, min ms of 48
-# steps each, always split / 3 M / never split): training at batch 2
-# 6.94 / 6.46 / 6.34, 3 7.0 / 7.1 / 6.8, 5 8.4 / 8.5 / 9.5, 6 9.6 / 9.2 / 11.0; evaluation
-# at 2 2.02 / 1.88 / 1.89, 4 2.29 / 2.27 / 2.55, 8 3.08 / 3.14 / 4.02.
+# on one thread, the stride-2 ones up to batch 5.  benchmarks/conv_split.py (ResNet-20, 2 cores,
+# Zen 5, 2026-12-04; min ms, always split / 3 M / never split): training at batch 2 6.47 /
+# 6.16 / 6.21, 3 7.79 / 7.84 / 7.46, 4 8.48 / 8.60 / 9.41, 8 11.90 / 11.69 / 15.12; evaluation
+# at 2 2.02 / 1.95 / 1.94, 4 2.37 / 2.48 / 2.67.  Where the split starts to pay moves with the
+# machine's load (docs/benchmarks.md has a run where one thread led up to batch 4).
 CONV_SPLIT_MACS = 3_000_000
 
 
