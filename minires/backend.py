@@ -177,13 +177,13 @@ def set_num_threads(n: int):
         _pool = None
 
 
-# A convolution's images are shared across the threads only when each thread gets at least
-# this many of the forward's multiply-adds (counted as a direct convolution's, N·K·C·9·H·W
-# for a 3x3 layer, whatever the algorithm; the backward follows the forward's choice):
-# below it the fork-join's hand-over (minires/forkjoin.py) and the activations that then
-# cross between the cores' caches cost more than the second core saves.  A CIFAR ResNet's
-# 3x3 layers do 2.4 M per image (1.2 M the stride-2 ones), so at batch 2 every layer runs
-# on one thread, the stride-2 ones up to batch 5.  benchmarks/conv_split.py (ResNet-20, 2 cores,
+# A convolution's images are shared across as many threads as get at least this many of the
+# forward's multiply-adds each (counted as a direct convolution's, N·K·C·9·H·W for a 3x3
+# layer, whatever the algorithm; the backward uses the forward's threads): with less, the
+# fork-join's hand-over (minires/forkjoin.py) and the activations that then cross between the
+# cores' caches cost more than another core saves.  A CIFAR ResNet's 3x3 layers do 2.4 M per
+# image (1.2 M the stride-2 ones), so on 2 cores at batch 2 every layer runs on one thread,
+# the stride-2 ones up to batch 5; on 8 cores batch 8 takes 6 threads, not all or none.  benchmarks/conv_split.py (ResNet-20, 2 cores,
 # Zen 5, 2026-12-04; min ms, always split / 3 M / never split): training at batch 2 6.47 /
 # 6.16 / 6.21, 3 7.79 / 7.84 / 7.46, 4 8.48 / 8.60 / 9.41, 8 11.90 / 11.69 / 15.12; evaluation
 # at 2 2.02 / 1.95 / 1.94, 4 2.37 / 2.48 / 2.67.  Where the split starts to pay moves with the
@@ -191,20 +191,23 @@ def set_num_threads(n: int):
 CONV_SPLIT_MACS = 3_000_000
 
 
-def conv_splits(xp, macs):
-    """Whether a convolution of ``macs`` multiply-adds shares its images across the CPU threads."""
-    return xp is np and macs >= CONV_SPLIT_MACS * num_threads()
+def conv_threads(xp, macs):
+    """How many CPU threads a convolution of ``macs`` multiply-adds shares its images across:
+    as many as get CONV_SPLIT_MACS each, at most minires's threads, at least one (1 on the GPU)."""
+    if xp is not np:
+        return 1
+    return max(1, min(num_threads(), int(macs // max(CONV_SPLIT_MACS, 1))))   # 0: every thread
 
 
-def batch_chunks(xp, n, most, split=True):
+def batch_chunks(xp, n, most, threads=None):
     """[(n0, n1), ...]: images 0..n-1 in chunks of at most ``most`` images, near-equal in
-    size and, on the CPU when the work is split (``conv_splits``), as many as a multiple
-    of the threads (or n), so that ``parallel_for``'s shares are even.  Cutting 32 images
-    into chunks of at most 27 as 27 + 5 left one core idle most of the time; this cuts
-    them as 16 + 16."""
+    size and, on the CPU, as many as a multiple of ``threads`` (default: minires's threads;
+    ``conv_threads`` for a convolution) or n, so that ``parallel_for``'s shares are even.
+    Cutting 32 images into chunks of at most 27 as 27 + 5 left one core idle most of the
+    time; this cuts them as 16 + 16."""
     count = -(-n // max(1, most))
-    if xp is np and split:
-        threads = num_threads()
+    if xp is np:
+        threads = num_threads() if threads is None else threads
         count = min(n, -(-count // threads) * threads)
     size, extra = divmod(n, count)
     bounds = [0]
@@ -213,18 +216,18 @@ def batch_chunks(xp, n, most, split=True):
     return list(zip(bounds[:-1], bounds[1:]))
 
 
-def parallel_for(xp, worker, items, together=False, split=True):
+def parallel_for(xp, worker, items, together=False, threads=None):
     """Run ``worker(share)`` over interleaved shares of ``items``; a list of the results.
 
-    CPU: one share per thread, each running single-threaded BLAS (kernels/cpu holds
-    BLAS to one thread).  GPU (or a single item): one call on all items -- the device
-    is parallel already.  together=True: every share runs on a thread of its own at the
-    same time, or nothing runs and the result is None (minires.forkjoin.ForkJoinPool.run).
-    split=False: one call on all items on the calling thread (work too small to share).
+    CPU: one share per thread (``threads`` of them, default all of minires's), each running
+    single-threaded BLAS (kernels/cpu holds BLAS to one thread).  GPU (or a single item or
+    thread): one call on all items, on the calling thread -- the device is parallel already.
+    together=True: every share runs on a thread of its own at the same time, or nothing runs
+    and the result is None (minires.forkjoin.ForkJoinPool.run).
     """
     global _pool
     items = list(items)
-    threads = min(num_threads(), len(items)) if split else 1
+    threads = min(num_threads() if threads is None else threads, len(items))
     if xp is not np or threads <= 1:
         return None if together else [worker(items)]
     if _pool is None or _pool.threads != num_threads():

@@ -198,29 +198,30 @@ def test_in_several_chunks_matches_one(m, hw, threads, rng, monkeypatch):
 
 
 @pytest.mark.parametrize("algorithm", ["im2col", "winograd2"])
-@pytest.mark.parametrize("n,split", [(2, False), (3, True), (32, True)])
-def test_small_convolutions_stay_on_the_calling_thread(algorithm, n, split, monkeypatch):
+@pytest.mark.parametrize("cores,n,threads", [(2, 2, 1), (2, 3, 2), (2, 32, 2), (8, 8, 6), (8, 32, 8)])
+def test_small_convolutions_use_fewer_threads(algorithm, cores, n, threads, monkeypatch):
     """A CIFAR stage-1 layer (16 -> 16 channels, 32x32: 2.4 M multiply-adds per image) shares
-    its images across two threads from 3 images on (backend.CONV_SPLIT_MACS = 3 M per
-    thread); at batch 2 the forward and the backward run on the calling thread (Winograd's
-    in one chunk of both images: its chunks hold 4) -- a fork-join there cost more than
-    it saved."""
+    its images across as many threads as get 3 M each (backend.CONV_SPLIT_MACS): at batch 2
+    the forward and the backward run on the calling thread (Winograd's in one chunk of both
+    images: its chunks hold 4) -- a fork-join there cost more than it saved -- and on 8
+    cores batch 8 takes 6 threads, not all or none."""
     from minires import backend
-    monkeypatch.setattr(backend, "num_threads", lambda: 2)
+    monkeypatch.setattr(backend, "num_threads", lambda: cores)
     monkeypatch.setattr(backend, "CONV_SPLIT_MACS", 3_000_000)
     calls, real = [], backend.parallel_for
     monkeypatch.setattr(backend, "parallel_for",
-                        lambda xp, worker, items, together=False, split=True:
-                        calls.append((split, list(items))) or real(xp, worker, items, together, split))
+                        lambda xp, worker, items, together=False, threads=None:
+                        calls.append((threads, list(items))) or real(xp, worker, items, together, threads))
     winograd.set_conv_algorithm(algorithm)
     rng = np.random.default_rng(n)
     x = mr.tensor(rng.standard_normal((n, 16, 32, 32)).astype(np.float32), requires_grad=True)
     w = mr.tensor(rng.standard_normal((16, 16, 3, 3)).astype(np.float32), requires_grad=True)
     F.conv2d(x, w, padding=1).backward(np.ones((n, 16, 32, 32), np.float32))
-    assert [s for s, _ in calls] == [split, split], calls          # forward, backward
+    assert [t for t, _ in calls] == [threads, threads], calls          # forward, backward
     chunks = calls[0][1]
     assert chunks[0][0] == 0 and chunks[-1][1] == n
-    if not split and algorithm == "winograd2":
+    assert len(chunks) % threads == 0 or len(chunks) == n, chunks     # even shares
+    if threads == 1 and algorithm == "winograd2":
         assert chunks == [(0, n)], chunks
 
 
@@ -298,16 +299,16 @@ def test_batch_chunks_cover_the_batch_in_even_shares(n, most, monkeypatch):
     at most 27 used to be 27 + 5, one core idle."""
     from minires import backend
     monkeypatch.setattr(backend, "_threads", 2)
-    for split in (True, False):
-        chunks = backend.batch_chunks(np, n, most, split)
+    for threads in (None, 1, 3):
+        chunks = backend.batch_chunks(np, n, most, threads)
         assert chunks[0][0] == 0 and chunks[-1][1] == n
         assert all(a[1] == b[0] for a, b in zip(chunks, chunks[1:]))
         sizes = [b - a for a, b in chunks]
         assert max(sizes) <= most and max(sizes) - min(sizes) <= 1
-        if split:
-            assert len(chunks) % 2 == 0 or len(chunks) == n
-        else:                            # one thread: as few chunks as the bound allows
+        if threads == 1:                 # one thread: as few chunks as the bound allows
             assert len(chunks) == -(-n // most)
+        else:                            # None: minires's threads (2 here)
+            assert len(chunks) % (threads or 2) == 0 or len(chunks) == n
 
 
 def test_transforms_benchmark_runs():

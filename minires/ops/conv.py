@@ -95,8 +95,8 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     xp, K = x.xp, backend.kernels_for(x.xp)
     geometry = ((kh, kw), stride, padding, dilation, (ho, wo))
     taps, plane = c * kh * kw, ho * wo
-    split = backend.conv_splits(xp, n * plane * taps * c_out // groups)    # by multiply-adds
-    chunks = backend.batch_chunks(xp, n, K.CONV_WORKSPACE_BYTES // (taps * plane * x.dtype.itemsize), split)
+    threads = backend.conv_threads(xp, n * plane * taps * c_out // groups)    # by multiply-adds
+    chunks = backend.batch_chunks(xp, n, K.CONV_WORKSPACE_BYTES // (taps * plane * x.dtype.itemsize), threads)
     k_g, o_g = taps // groups, c_out // groups                 # taps and outputs per group
     # W as (Cout, K/groups) with the taps in the columns' order: (i, j, channel of the group)
     w2 = xp.ascontiguousarray(weight.data.transpose(0, 2, 3, 1)).reshape(c_out, k_g)
@@ -114,7 +114,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
             cols, res = columns(n0, n1), out_cl[n0:n1].reshape(-1, c_out)
             for o, k in blocks:
                 K.matmul(cols[:, k], w2[o].T, out=res[:, o])
-    backend.parallel_for(xp, forward_share, chunks, split=split)
+    backend.parallel_for(xp, forward_share, chunks, threads=threads)
     if bias is not None:
         out_cl += bias.data
     out = out_cl.transpose(0, 3, 1, 2)                          # NCHW view
@@ -143,7 +143,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
                         K.matmul(gt[:, o], w2[o], out=dcols[:, k])
                     K.col2im(dcols, (n1 - n0, h, w, c), *geometry, groups=groups, out=gx_cl[n0:n1])
             return gw
-        partial_gw = backend.parallel_for(xp, backward_share, chunks, split=split)
+        partial_gw = backend.parallel_for(xp, backward_share, chunks, threads=threads)
         gw = None
         if weight.requires_grad:
             gw = sum(partial_gw[1:], partial_gw[0]).reshape(c_out, kh, kw, c // groups).transpose(0, 3, 1, 2)

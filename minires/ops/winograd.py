@@ -123,11 +123,11 @@ def conv2d(x, weight, bias, m):
     n, c, h, w = x.shape
     c_out = weight.shape[0]
     a2 = (m + 2) ** 2
-    tiles, chunks, split = _tiling(K, x.shape, c_out, m, x.dtype)
+    tiles, chunks, threads = _tiling(K, x.shape, c_out, m, x.dtype)
     x_cl = _channels_last(x.data)                               # (N, H, W, C)
 
     u = K.winograd_filter(weight.data, m)                       # (a*a, C, K)
-    out_cl = _forward(K, x_cl, u, chunks, m, split=split)       # (N, H, W, K)
+    out_cl = _forward(K, x_cl, u, chunks, m, threads=threads)   # (N, H, W, K)
     if bias is not None:
         out_cl += bias.data
     out = out_cl.transpose(0, 3, 1, 2)                          # NCHW view
@@ -163,7 +163,7 @@ def conv2d(x, weight, bias, m):
                 elif gx_cl is not None:
                     _convolve(K, g_cl, u_flipped, gx_cl, n0, n1, m)
             return du
-        partial_du = backend.parallel_for(np, backward_share, chunks, split=split)
+        partial_du = backend.parallel_for(np, backward_share, chunks, threads=threads)
         gw = K.winograd_filter_grad(sum(partial_du[1:], partial_du[0]), m) if weight.requires_grad else None
         grads = (None if gx_cl is None else gx_cl.transpose(0, 3, 1, 2), gw)
         if bias is not None:
@@ -181,15 +181,15 @@ def conv2d_batch_norm_eval(x, weight, m, scale, shift, residual, relu):
     F(2x2) on even H and W (``K.winograd_f2_applies``).  -> (N, K, H, W), channels-last
     memory.  minires/ops/fused.py's conv2d_batch_norm_relu_eval checks the arguments."""
     K = backend.kernels_for(np)
-    _, chunks, split = _tiling(K, x.shape, weight.shape[0], m, x.dtype)
+    _, chunks, threads = _tiling(K, x.shape, weight.shape[0], m, x.dtype)
     r_cl = None if residual is None else _channels_last(residual)
     epilogue = (scale.astype(x.dtype, copy=False), shift.astype(x.dtype, copy=False), r_cl, relu)
-    out_cl = _forward(K, _channels_last(x), K.winograd_filter(weight, m), chunks, m, epilogue, split)
+    out_cl = _forward(K, _channels_last(x), K.winograd_filter(weight, m), chunks, m, epilogue, threads)
     return out_cl.transpose(0, 3, 1, 2)
 
 
-def _forward(K, x_cl, u, chunks, m, epilogue=None, split=True):
-    """The forward over all images, chunks shared across the threads (split): x_cl (N, H, W, C)
+def _forward(K, x_cl, u, chunks, m, epilogue=None, threads=None):
+    """The forward over all images, chunks shared across ``threads``: x_cl (N, H, W, C)
     convolved with the transformed filter u (a*a, C, K) -> (N, H, W, K)."""
     n, h, w, _ = x_cl.shape
     out_cl = np.empty((n, h, w, u.shape[2]), dtype=x_cl.dtype)
@@ -197,19 +197,19 @@ def _forward(K, x_cl, u, chunks, m, epilogue=None, split=True):
     def forward_share(share):
         for n0, n1 in share:
             _convolve(K, x_cl, u, out_cl, n0, n1, m, epilogue)
-    backend.parallel_for(np, forward_share, chunks, split=split)
+    backend.parallel_for(np, forward_share, chunks, threads=threads)
     return out_cl
 
 
 def _tiling(K, shape, c_out, m, dtype):
-    """(P tiles per image, chunks of images, split) for an (N, C, H, W) input: chunks whose
-    transformed tiles stay in cache between transform and GEMM, and whether they are shared
-    across the threads (backend.conv_splits, by the direct convolution's multiply-adds)."""
+    """(P tiles per image, chunks of images, threads) for an (N, C, H, W) input: chunks whose
+    transformed tiles stay in cache between transform and GEMM, and how many threads share
+    them (backend.conv_threads, by the direct convolution's multiply-adds)."""
     n, c, h, w = shape
     th, tw = K.winograd_tile_grid(h, w, m)
     per_image = (m + 2) ** 2 * th * tw * max(c, c_out) * dtype.itemsize
-    split = backend.conv_splits(np, n * c_out * c * 9 * h * w)
-    return th * tw, backend.batch_chunks(np, n, K.CONV_WORKSPACE_BYTES // per_image, split), split
+    threads = backend.conv_threads(np, n * c_out * c * 9 * h * w)
+    return th * tw, backend.batch_chunks(np, n, K.CONV_WORKSPACE_BYTES // per_image, threads), threads
 
 
 def _transformed_input(K, src_cl, n0, n1, m):
