@@ -183,11 +183,12 @@ def set_num_threads(n: int):
 # fork-join's hand-over (minires/forkjoin.py) and the activations that then cross between the
 # cores' caches cost more than another core saves.  A CIFAR ResNet's 3x3 layers do 2.4 M per
 # image (1.2 M the stride-2 ones), so on 2 cores at batch 2 every layer runs on one thread,
-# the stride-2 ones up to batch 5; on 8 cores batch 8 takes 6 threads, not all or none.  benchmarks/conv_split.py (ResNet-20, 2 cores,
-# Zen 5, 2026-12-04; min ms, always split / 3 M / never split): training at batch 2 6.47 /
-# 6.16 / 6.21, 3 7.79 / 7.84 / 7.46, 4 8.48 / 8.60 / 9.41, 8 11.90 / 11.69 / 15.12; evaluation
-# at 2 2.02 / 1.95 / 1.94, 4 2.37 / 2.48 / 2.67.  Where the split starts to pay moves with the
-# machine's load (docs/benchmarks.md has a run where one thread led up to batch 4).
+# the stride-2 ones up to batch 5; on 8 cores batch 8 takes 6 threads, not all or none.
+# benchmarks/conv_split.py (ResNet-20, 2 cores, Zen 5, 2026-12-04; min ms, always split /
+# 3 M / never split): training at batch 2 6.47 / 6.16 / 6.21, 3 7.79 / 7.84 / 7.46, 4 8.48 /
+# 8.60 / 9.41, 8 11.90 / 11.69 / 15.12; evaluation at 2 2.02 / 1.95 / 1.94, 4 2.37 / 2.48 /
+# 2.67.  Where the split starts to pay moves with the machine's load (docs/benchmarks.md has a
+# run where one thread led up to batch 4).  0 splits every convolution across every thread.
 CONV_SPLIT_MACS = 3_000_000
 
 
@@ -196,7 +197,7 @@ def conv_threads(xp, macs):
     as many as get CONV_SPLIT_MACS each, at most minires's threads, at least one (1 on the GPU)."""
     if xp is not np:
         return 1
-    return max(1, min(num_threads(), int(macs // max(CONV_SPLIT_MACS, 1))))   # 0: every thread
+    return max(1, min(num_threads(), int(macs // max(CONV_SPLIT_MACS, 1))))
 
 
 def batch_chunks(xp, n, most, threads=None):
